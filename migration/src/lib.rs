@@ -1,0 +1,66 @@
+//! The FlakeGuard schema history as SeaORM migrations.
+//!
+//! `flakeguard-migration` holds the six steps by which the FlakeGuard PostgreSQL schema grew, in
+//! order, and the [`Migrator`] that applies them (also available as the `flakeguard-migration`
+//! binary). After all six, the database matches `docs/SCHEMA.md` item for item. A database created
+//! by any earlier step upgrades without losing a row.
+//!
+//! 1. [`m20240824_000000_init`]: `User`, `Task`, the `"TaskStatus"` and `"Priority"` enums, and the
+//!    GitHub App tables (`Installation`, `Repository`, `CheckRun`, `WorkflowRun`, `WorkflowJob`,
+//!    `Artifact`, `FlakeDetection`), without `"orgId"` except the nullable one on `Task`.
+//! 2. [`m20240824_000001_enhance_test_models_for_junit_ingestion`]: `TestSuite`, `TestResult`,
+//!    `IngestionJob`.
+//! 3. [`m20240825_000000_add_flakeguard_core_models`]: the `FG*` tables, `"FGQuarantineState"` and
+//!    the link table `_FGFailureClusterToFGTestCase`; `FGFlakeScore` keyed by `"testId"`.
+//! 4. [`m20240826_000000_add_organization_tables`]: `Organization`, `OrganizationUser`,
+//!    `Subscription`, `AuditLog`, `UsageMetric`, and the default organization `default-org-id`.
+//! 5. [`m20240826_000001_add_flakeguard_models`]: NOT NULL `"orgId"` (back-filled with
+//!    `default-org-id`) and its foreign key and index on the 14 tenant tables that lacked it;
+//!    `FGFlakeScore` re-keyed by `"id"`.
+//! 6. [`m20240826_000002_fix_migration_inconsistencies`]: unique constraints re-declared with
+//!    `"orgId"` first, and the composite indexes that lead with `"orgId"`.
+//!
+//! Every step has a `down` that undoes exactly that step. Each step runs in its own transaction on
+//! PostgreSQL; the migrator takes no lock, so do not run two migrators against one database at
+//! once.
+//!
+//! A step that has been released is never edited: a new change to the schema is a new module,
+//! named `mYYYYMMDD_HHMMSS_name`, appended to [`Migrator::migrations`].
+//!
+//! ```no_run
+//! use flakeguard_migration::{Migrator, MigratorTrait};
+//! # async fn run(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Result<(), flakeguard_migration::DbErr> {
+//! Migrator::up(db, None).await?; // apply every pending step
+//! # Ok(())
+//! # }
+//! ```
+
+pub use sea_orm_migration::prelude::*;
+
+pub mod m20240824_000000_init;
+pub mod m20240824_000001_enhance_test_models_for_junit_ingestion;
+pub mod m20240825_000000_add_flakeguard_core_models;
+pub mod m20240826_000000_add_organization_tables;
+pub mod m20240826_000001_add_flakeguard_models;
+pub mod m20240826_000002_fix_migration_inconsistencies;
+
+/// The FlakeGuard migrator: the six schema steps, in order.
+///
+/// Use it through [`MigratorTrait`]: `Migrator::up(&db, None)` applies every pending step,
+/// `Migrator::down(&db, Some(1))` rolls the last one back, `Migrator::status(&db)` lists them.
+/// Applied steps are recorded in SeaORM's own `seaql_migrations` table.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20240824_000000_init::Migration),
+            Box::new(m20240824_000001_enhance_test_models_for_junit_ingestion::Migration),
+            Box::new(m20240825_000000_add_flakeguard_core_models::Migration),
+            Box::new(m20240826_000000_add_organization_tables::Migration),
+            Box::new(m20240826_000001_add_flakeguard_models::Migration),
+            Box::new(m20240826_000002_fix_migration_inconsistencies::Migration),
+        ]
+    }
+}
