@@ -60,19 +60,26 @@ pub mod __private {
 }
 
 /// A table and its tenant class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct TableInfo {
     /// The table name, as in the database.
     pub name: &'static str,
     /// How its rows belong to an organization.
     pub class: TenantClass,
+    /// The rows of an organization as a condition on this table (`None` for global tables);
+    /// see [`tenancy::TenantOwned::tenant_condition`].
+    pub row_filter: fn(&str) -> Option<sea_orm::Condition>,
 }
 
 macro_rules! tables {
     ($($module:ident => $name:literal),+ $(,)?) => {
         /// Every table of the schema with its tenant class, in the order the migrations create them.
         pub const TABLES: &[TableInfo] = &[
-            $(TableInfo { name: $name, class: <$module::Entity as Tenancy>::CLASS }),+
+            $(TableInfo {
+                name: $name,
+                class: <$module::Entity as Tenancy>::CLASS,
+                row_filter: <$module::Entity as Tenancy>::row_filter,
+            }),+
         ];
 
         #[cfg(test)]

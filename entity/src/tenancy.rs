@@ -15,7 +15,7 @@
 //! The entity crate only declares; the policy that turns a class into a query predicate lives in
 //! `flakeguard-db`.
 
-use sea_orm::EntityTrait;
+use sea_orm::{Condition, EntityTrait};
 
 /// A parent reference of a child table: the column of the child that points at the parent's "id".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,10 +66,25 @@ impl TenantClass {
 pub trait Tenancy: EntityTrait {
     /// The class, as a value.
     const CLASS: TenantClass;
+
+    /// [`TenantOwned::tenant_condition`] for tenant data, `None` for global tables.
+    fn row_filter(org_id: &str) -> Option<Condition>;
 }
 
 /// Tables whose rows belong to an organization: reachable only through a tenant scope.
-pub trait TenantOwned: Tenancy {}
+pub trait TenantOwned: Tenancy {
+    /// The rows of organization `org_id`, as a condition on this table (columns qualified with
+    /// the table name, so it can stand in joins and subqueries):
+    ///
+    /// - tenant and tenant-optional: `"T"."orgId" = org_id` (NULL never matches);
+    /// - child: `"T"."parentCol" IN (SELECT "id" FROM "Parent" WHERE <parent's condition>)`,
+    ///   once per parent;
+    /// - tenant root: `"Organization"."id" = org_id`.
+    ///
+    /// The caller is responsible for `org_id` being a validated tenant id; it is always sent as a
+    /// bound value, never spliced into SQL.
+    fn tenant_condition(org_id: &str) -> Condition;
+}
 
 /// Tables with their own "orgId" column (tenant and tenant-optional).
 pub trait HasOrgId: TenantOwned {
@@ -113,11 +128,22 @@ macro_rules! tenancy {
     (@base $class:expr) => {
         impl $crate::tenancy::Tenancy for Entity {
             const CLASS: $crate::tenancy::TenantClass = $class;
+            fn row_filter(org_id: &str) -> Option<::sea_orm::Condition> {
+                Some(<Entity as $crate::tenancy::TenantOwned>::tenant_condition(org_id))
+            }
+        }
+    };
+    (@org_column $col:expr) => {
+        impl $crate::tenancy::TenantOwned for Entity {
+            fn tenant_condition(org_id: &str) -> ::sea_orm::Condition {
+                use ::sea_orm::sea_query::{Condition, Expr, ExprTrait};
+                Condition::all().add(Expr::col((Entity, $col)).eq(org_id))
+            }
         }
     };
     (tenant, org_id = $col:expr) => {
         $crate::tenancy!(@base $crate::tenancy::TenantClass::Tenant);
-        impl $crate::tenancy::TenantOwned for Entity {}
+        $crate::tenancy!(@org_column $col);
         impl $crate::tenancy::HasOrgId for Entity {
             const NULLABLE: bool = false;
             fn org_id_column() -> Column {
@@ -127,7 +153,7 @@ macro_rules! tenancy {
     };
     (tenant_optional, org_id = $col:expr) => {
         $crate::tenancy!(@base $crate::tenancy::TenantClass::TenantOptional);
-        impl $crate::tenancy::TenantOwned for Entity {}
+        $crate::tenancy!(@org_column $col);
         impl $crate::tenancy::HasOrgId for Entity {
             const NULLABLE: bool = true;
             fn org_id_column() -> Column {
@@ -142,7 +168,26 @@ macro_rules! tenancy {
                 column: $col_name,
             }),+],
         });
-        impl $crate::tenancy::TenantOwned for Entity {}
+        impl $crate::tenancy::TenantOwned for Entity {
+            fn tenant_condition(org_id: &str) -> ::sea_orm::Condition {
+                use ::sea_orm::sea_query::{Condition, Expr, ExprTrait, Query};
+                let mut cond = Condition::all();
+                $(
+                    cond = cond.add(
+                        Expr::col((Entity, $col)).in_subquery(
+                            Query::select()
+                                .column((super::$parent::Entity, super::$parent::Column::Id))
+                                .from(super::$parent::Entity)
+                                .cond_where(
+                                    <super::$parent::Entity as $crate::tenancy::TenantOwned>::tenant_condition(org_id),
+                                )
+                                .to_owned(),
+                        ),
+                    );
+                )+
+                cond
+            }
+        }
         $(
             impl $crate::tenancy::ChildOf<super::$parent::Entity> for Entity {
                 fn parent_column() -> Column {
@@ -156,7 +201,7 @@ macro_rules! tenancy {
     };
     (root, id = $col:expr) => {
         $crate::tenancy!(@base $crate::tenancy::TenantClass::TenantRoot);
-        impl $crate::tenancy::TenantOwned for Entity {}
+        $crate::tenancy!(@org_column $col);
         impl $crate::tenancy::TenantRoot for Entity {
             fn id_column() -> Column {
                 $col
@@ -164,7 +209,107 @@ macro_rules! tenancy {
         }
     };
     (global) => {
-        $crate::tenancy!(@base $crate::tenancy::TenantClass::Global);
+        impl $crate::tenancy::Tenancy for Entity {
+            const CLASS: $crate::tenancy::TenantClass = $crate::tenancy::TenantClass::Global;
+            fn row_filter(_org_id: &str) -> Option<::sea_orm::Condition> {
+                None
+            }
+        }
         impl $crate::tenancy::Global for Entity {}
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TABLES;
+    use sea_orm::{DbBackend, QueryFilter, QuerySelect, QueryTrait};
+
+    /// The names a child declares for its parents are the parents' real table and column names.
+    #[test]
+    fn child_parent_links_name_real_tables_and_columns() {
+        fn check<C: ChildOf<P>, P: HasOrgId>(link: &ParentLink) {
+            use sea_orm::IdenStatic;
+            assert_eq!(link.parent_table, P::default().table_name());
+            assert_eq!(link.column, C::parent_column().as_str());
+        }
+        let parents = |class: TenantClass| match class {
+            TenantClass::Child { parents } => parents,
+            other => panic!("not a child: {other:?}"),
+        };
+        use crate::*;
+        let p = parents(workflow_job::Entity::CLASS);
+        check::<workflow_job::Entity, workflow_run::Entity>(&p[0]);
+        let p = parents(artifact::Entity::CLASS);
+        check::<artifact::Entity, workflow_run::Entity>(&p[0]);
+        let p = parents(fg_job::Entity::CLASS);
+        check::<fg_job::Entity, fg_workflow_run::Entity>(&p[0]);
+        let p = parents(fg_issue_link::Entity::CLASS);
+        check::<fg_issue_link::Entity, fg_test_case::Entity>(&p[0]);
+        let p = parents(fg_failure_cluster_to_fg_test_case::Entity::CLASS);
+        check::<fg_failure_cluster_to_fg_test_case::Entity, fg_failure_cluster::Entity>(&p[0]);
+        check::<fg_failure_cluster_to_fg_test_case::Entity, fg_test_case::Entity>(&p[1]);
+    }
+
+    #[test]
+    fn classes_are_counted_as_the_schema_states() {
+        let count = |f: fn(&TenantClass) -> bool| TABLES.iter().filter(|t| f(&t.class)).count();
+        assert_eq!(TABLES.len(), 27);
+        assert_eq!(count(|c| *c == TenantClass::Tenant), 18);
+        assert_eq!(count(|c| *c == TenantClass::TenantOptional), 1);
+        assert_eq!(count(|c| matches!(c, TenantClass::Child { .. })), 5);
+        assert_eq!(count(|c| *c == TenantClass::TenantRoot), 1);
+        assert_eq!(count(|c| *c == TenantClass::Global), 2);
+        for t in TABLES {
+            assert_eq!(
+                (t.row_filter)("o").is_some(),
+                t.class.is_tenant_data(),
+                "{}",
+                t.name
+            );
+        }
+    }
+
+    #[test]
+    fn conditions_filter_on_the_tenant_column_or_through_the_parent() {
+        use crate::*;
+        fn sql<E: EntityTrait>(q: sea_orm::Select<E>) -> String {
+            q.build(DbBackend::Postgres).to_string()
+        }
+        assert_eq!(
+            sql(fg_occurrence::Entity::find()
+                .select_only()
+                .filter(fg_occurrence::Entity::tenant_condition("org_a"))),
+            r#"SELECT  FROM "FGOccurrence" WHERE "FGOccurrence"."orgId" = 'org_a'"#
+        );
+        let child = sql(fg_job::Entity::find()
+            .select_only()
+            .filter(fg_job::Entity::tenant_condition("org_a")));
+        assert_eq!(
+            child,
+            r#"SELECT  FROM "FGJob" WHERE "FGJob"."runId" IN (SELECT "FGWorkflowRun"."id" FROM "FGWorkflowRun" WHERE "FGWorkflowRun"."orgId" = 'org_a')"#
+        );
+        let link = sql(fg_failure_cluster_to_fg_test_case::Entity::find()
+            .select_only()
+            .filter(fg_failure_cluster_to_fg_test_case::Entity::tenant_condition("o")));
+        assert!(
+            link.contains(
+                r#""_FGFailureClusterToFGTestCase"."A" IN (SELECT "FGFailureCluster"."id""#
+            ),
+            "{link}"
+        );
+        assert!(
+            link.contains(r#""_FGFailureClusterToFGTestCase"."B" IN (SELECT "FGTestCase"."id""#),
+            "{link}"
+        );
+        let root = sql(organization::Entity::find()
+            .select_only()
+            .filter(organization::Entity::tenant_condition("o")));
+        assert!(
+            root.ends_with(r#"WHERE "Organization"."id" = 'o'"#),
+            "{root}"
+        );
+        assert!(task::Entity::row_filter("o").is_some());
+        assert!(user::Entity::row_filter("o").is_none());
+    }
 }
