@@ -1,143 +1,183 @@
 //! Quickstart: two organizations, each with a repository, test cases, a workflow run and
-//! occurrences, written and read back.
+//! occurrences, written and read back through `TenantScope`; then organization A tries to read
+//! and write organization B's data and is refused.
 //!
 //! ```text
 //! cargo run --example quickstart
 //! ```
 //!
 //! Without DATABASE_URL it starts a throwaway PostgreSQL from the machine's binaries (removed
-//! when it exits). With DATABASE_URL=postgres://user:password@host/db it migrates that database
-//! and writes its rows there, with fresh names so that it can run again.
+//! when it exits) and connects as a role subject to row-level security. With
+//! DATABASE_URL=postgres://user:password@host/db it migrates that database and writes its rows
+//! there, in two new organizations, so that it can run again.
 
 use flakeguard_db::entity::{
     fg_occurrence, fg_repository, fg_test_case, fg_workflow_run, organization,
 };
-use flakeguard_db::sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set,
-};
+use flakeguard_db::sea_orm::{ColumnTrait, DatabaseConnection, Set};
 use flakeguard_db::testing::TestDatabase;
-use flakeguard_db::{Error, Result};
+use flakeguard_db::{OrgId, Result, TenantScope};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    // Keep the throwaway database alive until the end of `main`.
-    let (db, _throwaway) = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            println!("using DATABASE_URL");
-            let db = flakeguard_db::connect(url.trim()).await?;
-            flakeguard_db::migrate(&db).await?;
-            (db, None)
-        }
-        _ => {
-            println!("starting a throwaway PostgreSQL (set DATABASE_URL to use your own server)");
-            let tmp = TestDatabase::new().await?;
-            println!("  database: {}", tmp.url());
-            (tmp.connect().await?, Some(tmp))
-        }
-    };
-    println!("schema migrated");
+    // `_throwaway` keeps the throwaway database alive until the end of `main`.
+    let (db, _throwaway) = connect().await?;
 
-    let suffix = flakeguard_db::entity::stamps::new_id();
-    for name in ["Acme", "Globex"] {
-        seed_organization(&db, name, &suffix).await?;
+    let acme = TenantScope::new(db.clone(), OrgId::generate());
+    let globex = TenantScope::new(db.clone(), OrgId::generate());
+    let acme_data = seed(&acme, "Acme").await?;
+    let globex_data = seed(&globex, "Globex").await?;
+
+    println!("\nreading back, each through its own scope:");
+    for (scope, _) in [(&acme, &acme_data), (&globex, &globex_data)] {
+        let org = scope.organization().await?;
+        let cases = scope
+            .find::<fg_test_case::Entity>()
+            .order_by_asc(fg_test_case::Column::Name)
+            .all()
+            .await?;
+        let failed = scope
+            .count::<fg_occurrence::Entity>(fg_occurrence::Column::Status.eq("failed"))
+            .await?;
+        let occurrences = scope.find::<fg_occurrence::Entity>().count().await?;
+        println!(
+            "  {}: test cases {:?}, {occurrences} occurrences, {failed} failed",
+            org.map(|o| o.name).unwrap_or_default(),
+            cases.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        );
     }
 
-    println!("\nreading back:");
-    let orgs = organization::Entity::find()
-        .filter(organization::Column::Slug.ends_with(format!("-{suffix}")))
-        .order_by_asc(organization::Column::Name)
-        .all(&db)
-        .await
-        .map_err(|e| Error::database("find organizations", e))?;
-    for org in orgs {
-        let failures = fg_occurrence::Entity::find()
-            .filter(fg_occurrence::Column::OrgId.eq(&org.id))
-            .filter(fg_occurrence::Column::Status.eq("failed"))
-            .count(&db)
-            .await
-            .map_err(|e| Error::database("count occurrences", e))?;
-        let cases = fg_test_case::Entity::find()
-            .filter(fg_test_case::Column::OrgId.eq(&org.id))
-            .order_by_asc(fg_test_case::Column::Name)
-            .all(&db)
-            .await
-            .map_err(|e| Error::database("find test cases", e))?;
-        let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
-        println!(
-            "  {} ({}): test cases {:?}, {failures} failed occurrence(s)",
-            org.name, org.id, names
-        );
+    println!("\nAcme tries to reach Globex's data:");
+    let by_id = acme
+        .find_by_id::<fg_test_case::Entity, _>(globex_data.test_case.clone())
+        .await?;
+    println!("  find Globex's test case by id: {by_id:?}");
+    let by_filter = acme
+        .find::<fg_occurrence::Entity>()
+        .filter(fg_occurrence::Column::OrgId.eq(globex.org_id().as_str()))
+        .all()
+        .await?;
+    println!(
+        "  occurrences filtered on Globex's orgId: {} rows",
+        by_filter.len()
+    );
+    let write = acme
+        .insert(fg_occurrence::ActiveModel {
+            test_id: Set(globex_data.test_case.clone()),
+            run_id: Set(acme_data.run.clone()),
+            status: Set("failed".to_owned()),
+            ..Default::default()
+        })
+        .await;
+    match write {
+        Err(e) => println!("  record an occurrence of Globex's test: refused: {e}"),
+        Ok(row) => println!("  record an occurrence of Globex's test: WRITTEN {row:?}"),
+    }
+    let named = acme
+        .insert(fg_repository::ActiveModel {
+            org_id: Set(globex.org_id().to_string()),
+            owner: Set("globex".to_owned()),
+            name: Set("stolen".to_owned()),
+            installation_id: Set("inst-1".to_owned()),
+            ..Default::default()
+        })
+        .await;
+    match named {
+        Err(e) => println!("  create a repository in Globex's name: refused: {e}"),
+        Ok(row) => println!("  create a repository in Globex's name: WRITTEN {row:?}"),
     }
     println!("\ndone");
     Ok(())
 }
 
-/// One organization with a repository, two test cases, a workflow run and an occurrence of
-/// each test in that run.
-async fn seed_organization(db: &DatabaseConnection, name: &str, suffix: &str) -> Result<()> {
-    let org = organization::ActiveModel {
-        name: Set(name.to_owned()),
-        slug: Set(format!("{}-{suffix}", name.to_lowercase())),
-        ..Default::default()
+/// A throwaway database (as the application role) or DATABASE_URL's database.
+async fn connect() -> Result<(DatabaseConnection, Option<TestDatabase>)> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            println!("using DATABASE_URL");
+            let db = flakeguard_db::connect(url.trim()).await?;
+            flakeguard_db::migrate(&db).await?;
+            println!("schema migrated");
+            Ok((db, None))
+        }
+        _ => {
+            println!("starting a throwaway PostgreSQL (set DATABASE_URL to use your own server)");
+            let tmp = TestDatabase::new().await?;
+            println!("  database {} migrated", tmp.name());
+            let db = tmp.connect_as_app().await?;
+            println!(
+                "  connected as {}, a member of flakeguard_app",
+                flakeguard_db::testing::APP_ROLE
+            );
+            Ok((db, Some(tmp)))
+        }
     }
-    .insert(db)
-    .await
-    .map_err(|e| Error::database("insert organization", e))?;
+}
+
+/// Ids worth keeping from an organization's data.
+struct Seeded {
+    test_case: String,
+    run: String,
+}
+
+/// The organization itself, a repository, two test cases, a workflow run and an occurrence of
+/// each test in that run; "orgId" is filled in by the scope.
+async fn seed(scope: &TenantScope, name: &str) -> Result<Seeded> {
+    let org = scope
+        .insert(organization::ActiveModel {
+            name: Set(name.to_owned()),
+            slug: Set(format!("{}-{}", name.to_lowercase(), scope.org_id())),
+            ..Default::default()
+        })
+        .await?;
     println!("\norganization {} ({})", org.name, org.id);
-
-    let repo = fg_repository::ActiveModel {
-        org_id: Set(org.id.clone()),
-        owner: Set(name.to_lowercase()),
-        name: Set("web".to_owned()),
-        installation_id: Set("inst-1".to_owned()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .map_err(|e| Error::database("insert repository", e))?;
+    let repo = scope
+        .insert(fg_repository::ActiveModel {
+            owner: Set(name.to_lowercase()),
+            name: Set("web".to_owned()),
+            installation_id: Set("inst-1".to_owned()),
+            ..Default::default()
+        })
+        .await?;
     println!("  repository {}/{} ({})", repo.owner, repo.name, repo.id);
-
-    let run = fg_workflow_run::ActiveModel {
-        org_id: Set(org.id.clone()),
-        repo_id: Set(repo.id.clone()),
-        run_id: Set("1001".to_owned()),
-        status: Set("completed".to_owned()),
-        conclusion: Set(Some("failure".to_owned())),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .map_err(|e| Error::database("insert workflow run", e))?;
-    println!("  workflow run {} ({})", run.run_id, run.id);
-
-    for (test, status) in [("adds", "passed"), ("divides", "failed")] {
-        let case = fg_test_case::ActiveModel {
-            org_id: Set(org.id.clone()),
+    let run = scope
+        .insert(fg_workflow_run::ActiveModel {
             repo_id: Set(repo.id.clone()),
-            suite: Set("unit".to_owned()),
-            class_name: Set(Some("Math".to_owned())),
-            name: Set(test.to_owned()),
+            run_id: Set("1001".to_owned()),
+            status: Set("completed".to_owned()),
+            conclusion: Set(Some("failure".to_owned())),
             ..Default::default()
-        }
-        .insert(db)
-        .await
-        .map_err(|e| Error::database("insert test case", e))?;
-        let occ = fg_occurrence::ActiveModel {
-            org_id: Set(org.id.clone()),
-            test_id: Set(case.id.clone()),
-            run_id: Set(run.id.clone()),
-            status: Set(status.to_owned()),
-            duration_ms: Set(Some(12)),
-            ..Default::default()
-        }
-        .insert(db)
-        .await
-        .map_err(|e| Error::database("insert occurrence", e))?;
+        })
+        .await?;
+    println!("  workflow run {} ({})", run.run_id, run.id);
+    let mut last_case = String::new();
+    for (test, status) in [("adds", "passed"), ("divides", "failed")] {
+        let case = scope
+            .insert(fg_test_case::ActiveModel {
+                repo_id: Set(repo.id.clone()),
+                suite: Set("unit".to_owned()),
+                class_name: Set(Some("Math".to_owned())),
+                name: Set(test.to_owned()),
+                ..Default::default()
+            })
+            .await?;
+        let occ = scope
+            .insert(fg_occurrence::ActiveModel {
+                test_id: Set(case.id.clone()),
+                run_id: Set(run.id.clone()),
+                status: Set(status.to_owned()),
+                duration_ms: Set(Some(12)),
+                ..Default::default()
+            })
+            .await?;
         println!(
             "  test case Math.{test} ({}), occurrence {} {status}",
             case.id, occ.id
         );
+        last_case = case.id;
     }
-    Ok(())
+    Ok(Seeded {
+        test_case: last_case,
+        run: run.id,
+    })
 }

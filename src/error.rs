@@ -1,21 +1,168 @@
 //! The crate's one error type.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use sea_orm::DbErr;
 
+use crate::OrgId;
+
 /// A `Result` whose error defaults to this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the crate was doing when an error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Opening a connection.
+    Connect,
+    /// Applying migrations.
+    Migrate,
+    /// Starting a transaction and setting the tenant.
+    Begin,
+    /// Committing a transaction.
+    Commit,
+    /// A read: find, find by id, page.
+    Find,
+    /// A count.
+    Count,
+    /// Inserting one row.
+    Insert,
+    /// Inserting many rows.
+    InsertMany,
+    /// Updating one row.
+    Update,
+    /// Updating many rows.
+    UpdateMany,
+    /// Deleting one row.
+    Delete,
+    /// Deleting many rows.
+    DeleteMany,
+    /// Insert, or update on a unique conflict.
+    Upsert,
+    /// Raw SQL run inside a scope.
+    Raw,
+    /// Administration of databases (test support).
+    Admin,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Connect => "connect",
+            Operation::Migrate => "migrate",
+            Operation::Begin => "begin",
+            Operation::Commit => "commit",
+            Operation::Find => "find",
+            Operation::Count => "count",
+            Operation::Insert => "insert",
+            Operation::InsertMany => "insert many",
+            Operation::Update => "update",
+            Operation::UpdateMany => "update many",
+            Operation::Delete => "delete",
+            Operation::DeleteMany => "delete many",
+            Operation::Upsert => "upsert",
+            Operation::Raw => "raw sql",
+            Operation::Admin => "admin",
+        })
+    }
+}
+
+/// Where an error happened: the operation, and the tenant and table when there are any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    /// What the crate was doing.
+    pub operation: Operation,
+    /// The tenant the operation ran for, if any.
+    pub tenant: Option<OrgId>,
+    /// The table the operation concerned, if any.
+    pub table: Option<&'static str>,
+}
+
+impl Context {
+    /// A context with neither tenant nor table.
+    pub fn new(operation: Operation) -> Self {
+        Context {
+            operation,
+            tenant: None,
+            table: None,
+        }
+    }
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.operation)?;
+        if let Some(table) = self.table {
+            write!(f, " on \"{table}\"")?;
+        }
+        if let Some(tenant) = &self.tenant {
+            write!(f, " for tenant {tenant}")?;
+        }
+        Ok(())
+    }
+}
 
 /// Everything that can go wrong in `flakeguard-db`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A tenant id was empty, too long, or held a character outside `[A-Za-z0-9_-]`.
+    #[error("invalid tenant id {shown}: {reason}")]
+    InvalidTenantId {
+        /// The refused input, escaped and cut to 80 characters.
+        shown: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A write would have touched another organization's data; nothing was written.
+    #[error("{context}: refused: {reason}")]
+    TenantDenied {
+        /// The tenant, table and operation.
+        context: Context,
+        /// What the write named that belongs elsewhere (never another tenant's data).
+        reason: String,
+    },
+
+    /// The row to update or delete does not exist for this tenant (it may not exist at all, or
+    /// belong to another organization: the two are not told apart).
+    #[error("{context}: no such row")]
+    NotFound {
+        /// The tenant, table and operation.
+        context: Context,
+    },
+
+    /// The tenant's organization does not exist.
+    #[error("{context}: organization {tenant} does not exist", tenant = context.tenant.as_ref().map(OrgId::as_str).unwrap_or("?"))]
+    UnknownOrganization {
+        /// The tenant, table and operation.
+        context: Context,
+    },
+
+    /// A value the caller supplied cannot be written (a missing required field, a malformed
+    /// value); nothing was written.
+    #[error("{context}: invalid input: {reason}")]
+    InvalidInput {
+        /// The tenant, table and operation.
+        context: Context,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A transaction's scope was still in use (cloned and kept) when the transaction ended; it
+    /// was rolled back.
+    #[error("{context}: the transaction's scope was still in use when it ended; rolled back")]
+    TransactionInUse {
+        /// The tenant and operation.
+        context: Context,
+    },
+
     /// The database refused or failed an operation.
-    #[error("database error during {operation}")]
+    #[error("{context}: {source}")]
     Database {
-        /// What the crate was doing, for example `migrate` or `create database`.
-        operation: String,
+        /// The tenant, table and operation.
+        context: Context,
         /// The driver's error.
         #[source]
         source: DbErr,
@@ -43,17 +190,30 @@ pub enum Error {
         source: Option<std::io::Error>,
     },
 
-    /// A configuration value (such as DATABASE_URL) is malformed.
+    /// A configuration value (such as a database URL or the role of a connection) is wrong.
     #[error("invalid configuration: {0}")]
     Config(String),
 }
 
 impl Error {
-    /// Wraps a driver error with the operation that produced it.
-    pub fn database(operation: impl Into<String>, source: DbErr) -> Self {
+    /// Wraps a driver error with the operation that produced it (no tenant, no table).
+    pub fn database(operation: Operation, source: DbErr) -> Self {
         Error::Database {
-            operation: operation.into(),
+            context: Context::new(operation),
             source,
+        }
+    }
+
+    /// The tenant, table and operation this error concerns, where it has them.
+    pub fn context(&self) -> Option<&Context> {
+        match self {
+            Error::TenantDenied { context, .. }
+            | Error::NotFound { context }
+            | Error::UnknownOrganization { context }
+            | Error::InvalidInput { context, .. }
+            | Error::TransactionInUse { context }
+            | Error::Database { context, .. } => Some(context),
+            _ => None,
         }
     }
 
@@ -63,6 +223,12 @@ impl Error {
             Error::Database { source, .. } => Some(source),
             _ => None,
         }
+    }
+
+    /// Whether a write was refused for touching another tenant's data, by this crate or by
+    /// row-level security in the database.
+    pub fn is_tenant_denied(&self) -> bool {
+        matches!(self, Error::TenantDenied { .. }) || self.sql_state() == Some("42501")
     }
 
     /// Whether the database refused a row because of a unique constraint.
@@ -80,25 +246,53 @@ impl Error {
         self.sql_state() == Some("23502")
     }
 
+    /// Whether the database could not be reached or the connection broke.
+    pub fn is_connection_error(&self) -> bool {
+        matches!(
+            self.db_err(),
+            Some(DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
+        ) || matches!(self.sql_state(), Some(s) if s.starts_with("08") || s.starts_with("57P"))
+            || matches!(
+                self.sqlx(),
+                Some(
+                    sea_orm::sqlx::Error::Io(_)
+                        | sea_orm::sqlx::Error::PoolTimedOut
+                        | sea_orm::sqlx::Error::PoolClosed
+                )
+            )
+    }
+
     /// The SQLSTATE code PostgreSQL returned, if this error came from the server.
     pub fn sql_state(&self) -> Option<&str> {
         sql_state(self.db_err()?)
     }
+
+    fn sqlx(&self) -> Option<&sea_orm::sqlx::Error> {
+        match self.db_err()? {
+            DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+            | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))
+            | DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
 }
 
-/// The SQLSTATE of a driver error, if the server sent one.
-pub(crate) fn sql_state(err: &DbErr) -> Option<&str> {
+/// PostgreSQL's error for a driver error, if the server sent one.
+pub(crate) fn pg_error(err: &DbErr) -> Option<&sea_orm::sqlx::postgres::PgDatabaseError> {
     let runtime = match err {
         DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
         | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e,
         _ => return None,
     };
     match runtime.as_ref() {
-        sea_orm::sqlx::Error::Database(db) => db
-            .try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>()
-            .map(|pg| pg.code()),
+        sea_orm::sqlx::Error::Database(db) => db.try_downcast_ref(),
         _ => None,
     }
+}
+
+/// The SQLSTATE of a driver error, if the server sent one.
+pub(crate) fn sql_state(err: &DbErr) -> Option<&str> {
+    pg_error(err).map(|pg| pg.code())
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {

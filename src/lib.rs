@@ -18,7 +18,7 @@
 //! }
 //! .insert(&db) // id (a CUID2) and "updatedAt" are filled in
 //! .await
-//! .map_err(|e| flakeguard_db::Error::database("insert organization", e))?;
+//! .map_err(|e| flakeguard_db::Error::database(flakeguard_db::Operation::Insert, e))?;
 //! println!("created {}", org.id);
 //! # Ok(()) }
 //! ```
@@ -27,20 +27,28 @@
 //!
 //! - [`entity`]: the `flakeguard-entity` crate: one module per table, the enums, the tenant class
 //!   of every table.
-//! - [`migration`]: the `flakeguard-migration` crate: the six-step history of the schema.
+//! - [`migration`]: the `flakeguard-migration` crate: the history of the schema: six schema steps, then row-level security.
 //! - [`Error`]: the one error type, with predicates such as [`Error::is_unique_violation`].
 //! - [`testing`]: a throwaway PostgreSQL for tests and examples (feature `testing`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cross_tenant;
 mod error;
+mod global;
+mod org_id;
+mod tenant_scope;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{Error, Result};
+pub use cross_tenant::CrossTenant;
+pub use error::{Context, Error, Operation, Result};
 pub use flakeguard_entity as entity;
 pub use flakeguard_migration as migration;
+pub use global::GlobalTables;
+pub use org_id::{MAX_ORG_ID_LEN, OrgId};
 pub use sea_orm;
+pub use tenant_scope::{Page, SET_TENANT_SQL, ScopedSelect, TenantScope};
 
 use sea_orm::{Database, DatabaseConnection};
 
@@ -48,7 +56,7 @@ use sea_orm::{Database, DatabaseConnection};
 pub async fn connect(url: &str) -> Result<DatabaseConnection> {
     Database::connect(url)
         .await
-        .map_err(|e| Error::database("connect", e))
+        .map_err(|e| Error::database(Operation::Connect, e))
 }
 
 /// Applies every pending migration.
@@ -56,5 +64,5 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
     use flakeguard_migration::MigratorTrait;
     flakeguard_migration::Migrator::up(db, None)
         .await
-        .map_err(|e| Error::database("migrate", e))
+        .map_err(|e| Error::database(Operation::Migrate, e))
 }

@@ -44,8 +44,15 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tokio::sync::OnceCell;
 
-use crate::{Error, Result};
+use crate::{Error, Operation, Result};
 use flakeguard_migration::{Migrator, MigratorTrait};
+
+/// The application role of tests: LOGIN, member of `flakeguard_app`, password = name.
+pub const APP_ROLE: &str = "flakeguard_test_app";
+
+/// The cross-tenant role of tests: LOGIN, BYPASSRLS, member of `flakeguard_app`,
+/// password = name.
+pub const PLATFORM_ROLE: &str = "flakeguard_test_platform";
 
 /// How long a throwaway server may take to accept connections.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -122,11 +129,36 @@ impl TestDatabase {
         Ok(url.into())
     }
 
-    /// Opens a connection pool to this database.
+    /// The URL of this database for [`APP_ROLE`]: a LOGIN role that is a member of
+    /// `flakeguard_app`, neither superuser nor owner, so row-level security applies to it.
+    /// The role is created on the server if missing.
+    pub async fn app_url(&self) -> Result<String> {
+        self.server.ensure_role(APP_ROLE, "").await?;
+        self.url_as(APP_ROLE, APP_ROLE)
+    }
+
+    /// A pool connected as [`APP_ROLE`], subject to row-level security: what an application
+    /// should use.
+    pub async fn connect_as_app(&self) -> Result<DatabaseConnection> {
+        let url = self.app_url().await?;
+        Database::connect(&url)
+            .await
+            .map_err(|e| Error::database(Operation::Connect, e))
+    }
+
+    /// The URL of this database for [`PLATFORM_ROLE`]: a LOGIN role with BYPASSRLS, for
+    /// [`CrossTenant`](crate::CrossTenant). Created on the server if missing.
+    pub async fn platform_url(&self) -> Result<String> {
+        self.server.ensure_role(PLATFORM_ROLE, "BYPASSRLS").await?;
+        self.url_as(PLATFORM_ROLE, PLATFORM_ROLE)
+    }
+
+    /// Opens a connection pool to this database as the server's administrative user (a
+    /// superuser for the throwaway server): row-level security does not apply to it.
     pub async fn connect(&self) -> Result<DatabaseConnection> {
         Database::connect(&self.url)
             .await
-            .map_err(|e| Error::database(format!("connect to {}", self.name), e))
+            .map_err(|e| Error::database(Operation::Connect, e))
     }
 }
 
@@ -181,12 +213,12 @@ impl Template {
         let url = server.url_for(&template.name);
         let conn = Database::connect(&url)
             .await
-            .map_err(|e| Error::database("connect to template database", e))?;
+            .map_err(|e| Error::database(Operation::Connect, e))?;
         let migrated = Migrator::up(&conn, None).await;
         // No copy can be made while a connection to the template is open.
         let closed = conn.close().await;
-        migrated.map_err(|e| Error::database("migrate template database", e))?;
-        closed.map_err(|e| Error::database("close template connection", e))?;
+        migrated.map_err(|e| Error::database(Operation::Migrate, e))?;
+        closed.map_err(|e| Error::database(Operation::Admin, e))?;
         *lock(&TEMPLATE) = Arc::downgrade(&template);
         Ok(template)
     }
@@ -259,12 +291,30 @@ impl Server {
     async fn admin(&self, sql: &str) -> Result<()> {
         let conn = Database::connect(&self.base_url)
             .await
-            .map_err(|e| Error::database(format!("connect to {}", redact(&self.base_url)), e))?;
+            .map_err(|e| Error::database(Operation::Connect, e))?;
         let result = conn.execute_unprepared(sql).await;
         let _ = conn.close().await;
         result
             .map(|_| ())
-            .map_err(|e| Error::database(first_words(sql), e))
+            .map_err(|e| Error::database(Operation::Admin, e))
+    }
+
+    /// Creates a LOGIN role (password = name) in `flakeguard_app` unless it exists. Roles are
+    /// shared by the server's databases, and concurrent tests may race to create one.
+    async fn ensure_role(&self, role: &str, attributes: &str) -> Result<()> {
+        let sql = format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'flakeguard_app') THEN
+                 CREATE ROLE flakeguard_app NOLOGIN;
+               END IF;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+             DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                 CREATE ROLE {role} LOGIN PASSWORD '{role}' {attributes} IN ROLE flakeguard_app;
+               END IF;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;"
+        );
+        self.admin(&sql).await
     }
 
     /// [`Server::admin`] from synchronous code (a `Drop`), on a thread of its own.
@@ -509,24 +559,6 @@ fn fresh_name(prefix: &str) -> String {
 /// Quotes an identifier for PostgreSQL.
 fn quote_ident(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-/// The first two words of a statement, to name the operation in an error.
-fn first_words(sql: &str) -> String {
-    sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
-}
-
-/// A URL without its password, for error messages.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.into()
-        }
-        Err(_) => "DATABASE_URL".to_owned(),
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

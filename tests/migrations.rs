@@ -10,13 +10,14 @@ use flakeguard_db::testing::TestDatabase;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use support::{Schema, diff, read_catalog, report};
 
-const STEPS: [&str; 6] = [
+const STEPS: [&str; 7] = [
     "m20240824_000000_init",
     "m20240824_000001_enhance_test_models_for_junit_ingestion",
     "m20240825_000000_add_flakeguard_core_models",
     "m20240826_000000_add_organization_tables",
     "m20240826_000001_add_flakeguard_models",
     "m20240826_000002_fix_migration_inconsistencies",
+    "m20240827_000000_add_row_level_security",
 ];
 
 async fn applied(conn: &DatabaseConnection) -> Vec<String> {
@@ -29,7 +30,7 @@ async fn applied(conn: &DatabaseConnection) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn migrator_lists_the_six_steps_in_order() {
+async fn migrator_lists_the_steps_in_order() {
     let names: Vec<String> = Migrator::migrations()
         .iter()
         .map(|m| m.name().to_owned())
@@ -54,6 +55,12 @@ async fn every_step_goes_up_then_down_exactly() {
         snapshots.push(snapshot);
     }
     assert_eq!(snapshots[6].tables.len(), 27);
+    let secured = snapshots[7]
+        .security
+        .values()
+        .filter(|s| s.enabled && s.forced)
+        .count();
+    assert_eq!(secured, 25, "tables under forced row-level security");
     for i in (0..STEPS.len()).rev() {
         Migrator::down(&conn, Some(1)).await.unwrap();
         assert_eq!(
@@ -144,7 +151,8 @@ async fn all_rows(conn: &DatabaseConnection, tables: &[String]) -> BTreeMap<Stri
 }
 
 #[tokio::test]
-async fn rows_created_at_step_3_survive_the_upgrade_to_step_6_in_the_default_organization() {
+async fn rows_created_at_step_3_survive_the_upgrade_to_the_latest_step_in_the_default_organization()
+{
     let db = TestDatabase::empty().await.unwrap();
     let conn = db.connect().await.unwrap();
     Migrator::up(&conn, Some(3)).await.unwrap();

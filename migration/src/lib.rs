@@ -1,9 +1,10 @@
 //! The FlakeGuard schema history as SeaORM migrations.
 //!
-//! `flakeguard-migration` holds the six steps by which the FlakeGuard PostgreSQL schema grew, in
+//! `flakeguard-migration` holds the seven steps by which the FlakeGuard PostgreSQL schema grew, in
 //! order, and the [`Migrator`] that applies them (also available as the `flakeguard-migration`
-//! binary). After all six, the database matches `docs/SCHEMA.md` item for item. A database created
-//! by any earlier step upgrades without losing a row.
+//! binary): six schema steps, after which the tables match `docs/SCHEMA.md` item for item, followed
+//! by one that puts row-level security on them. A database created by any earlier step upgrades
+//! without losing a row.
 //!
 //! 1. [`m20240824_000000_init`]: `User`, `Task`, the `"TaskStatus"` and `"Priority"` enums, and the
 //!    GitHub App tables (`Installation`, `Repository`, `CheckRun`, `WorkflowRun`, `WorkflowJob`,
@@ -19,6 +20,11 @@
 //!    `FGFlakeScore` re-keyed by `"id"`.
 //! 6. [`m20240826_000002_fix_migration_inconsistencies`]: unique constraints re-declared with
 //!    `"orgId"` first, and the composite indexes that lead with `"orgId"`.
+//! 7. [`m20240827_000000_add_row_level_security`]: the NOLOGIN role `flakeguard_app` and its
+//!    privileges, and row-level security, enabled and forced, with one `tenant_isolation` policy on
+//!    each of the 25 tables that hold tenant data (every table but `User` and `IngestionJob`): a
+//!    connection sees and writes only the rows of the tenant in `app.current_tenant_id`, and
+//!    nothing while that is unset.
 //!
 //! Every step has a `down` that undoes exactly that step. Each step runs in its own transaction on
 //! PostgreSQL; the migrator takes no lock, so do not run two migrators against one database at
@@ -43,8 +49,9 @@ pub mod m20240825_000000_add_flakeguard_core_models;
 pub mod m20240826_000000_add_organization_tables;
 pub mod m20240826_000001_add_flakeguard_models;
 pub mod m20240826_000002_fix_migration_inconsistencies;
+pub mod m20240827_000000_add_row_level_security;
 
-/// The FlakeGuard migrator: the six schema steps, in order.
+/// The FlakeGuard migrator: the six schema steps and the row-level security step, in order.
 ///
 /// Use it through [`MigratorTrait`]: `Migrator::up(&db, None)` applies every pending step,
 /// `Migrator::down(&db, Some(1))` rolls the last one back, `Migrator::status(&db)` lists them.
@@ -61,6 +68,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20240826_000000_add_organization_tables::Migration),
             Box::new(m20240826_000001_add_flakeguard_models::Migration),
             Box::new(m20240826_000002_fix_migration_inconsistencies::Migration),
+            Box::new(m20240827_000000_add_row_level_security::Migration),
         ]
     }
 }

@@ -33,11 +33,23 @@ pub struct Table {
     pub foreign_keys: BTreeMap<String, ForeignKey>,
 }
 
-/// A schema: tables and enum types.
+/// Row-level security and grants of one table (SCHEMA.md does not list these).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    pub enabled: bool,
+    pub forced: bool,
+    /// name -> (command, USING, WITH CHECK)
+    pub policies: BTreeMap<String, String>,
+    /// privileges of flakeguard_app, comma-separated and sorted
+    pub app_grants: String,
+}
+
+/// A schema: tables and enum types, and row-level security where read from a database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schema {
     pub tables: BTreeMap<String, Table>,
     pub enums: BTreeMap<String, Vec<String>>,
+    pub security: BTreeMap<String, Security>,
 }
 
 impl Schema {
@@ -180,6 +192,43 @@ pub async fn read_catalog(db: &DatabaseConnection) -> Schema {
     .await;
     for r in enums {
         schema.enums.insert(s(&r, "name"), list(&r, "labels"));
+    }
+    let security = rows(
+        db,
+        "SELECT c.relname::text AS t, c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced,
+                coalesce((SELECT string_agg(g.privilege_type::text, ',' ORDER BY g.privilege_type)
+                   FROM information_schema.role_table_grants g
+                   WHERE g.grantee = 'flakeguard_app' AND g.table_schema = 'public'
+                     AND g.table_name = c.relname), '') AS grants
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'seaql_migrations'",
+    )
+    .await;
+    for r in security {
+        schema.security.insert(
+            s(&r, "t"),
+            Security {
+                enabled: r.try_get("", "enabled").unwrap(),
+                forced: r.try_get("", "forced").unwrap(),
+                policies: BTreeMap::new(),
+                app_grants: s(&r, "grants"),
+            },
+        );
+    }
+    let policies = rows(
+        db,
+        "SELECT tablename::text AS t, policyname::text AS name,
+                cmd::text || ' USING ' || coalesce(qual, '') || ' CHECK ' || coalesce(with_check, '') AS def
+         FROM pg_policies WHERE schemaname = 'public'",
+    )
+    .await;
+    for r in policies {
+        schema
+            .security
+            .entry(s(&r, "t"))
+            .or_default()
+            .policies
+            .insert(s(&r, "name"), s(&r, "def"));
     }
     schema
 }
@@ -367,6 +416,19 @@ pub fn diff(expected: &Schema, actual: &Schema) -> Vec<String> {
             out.push(format!("table \"{tname}\" not expected"));
         }
     }
+    for (tname, exp) in &expected.security {
+        match actual.security.get(tname) {
+            Some(act) if act == exp => {}
+            act => out.push(format!(
+                "{tname}: row security: expected {exp:?}, found {act:?}"
+            )),
+        }
+    }
+    for tname in actual.security.keys() {
+        if !expected.security.contains_key(tname) {
+            out.push(format!("{tname}: row security not expected"));
+        }
+    }
     out
 }
 
@@ -394,6 +456,8 @@ fn diff_map<V: PartialEq + std::fmt::Debug>(
 }
 
 /// The schema contract, docs/SCHEMA.md, parsed.
+///
+/// SCHEMA.md lists no row-level security: compare with [`without_security`] of a catalog.
 pub fn contract() -> Schema {
     let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/SCHEMA.md"))
         .expect("docs/SCHEMA.md");
@@ -407,4 +471,10 @@ pub fn report(diffs: &[String]) -> String {
         let _ = writeln!(s, "  - {d}");
     }
     s
+}
+
+/// The schema without its row-level security and grants, for comparison with SCHEMA.md.
+pub fn without_security(mut schema: Schema) -> Schema {
+    schema.security.clear();
+    schema
 }
