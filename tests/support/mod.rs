@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
+pub mod tenants;
+
 /// A column as the catalog (or SCHEMA.md) describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {

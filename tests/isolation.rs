@@ -1,0 +1,467 @@
+//! No organization can see or touch another's rows: both locks, each on its own.
+//!
+//! Two organizations hold a row in each of the 25 scoped tables. Every check runs as a LOGIN
+//! role in `flakeguard_app` (subject to row-level security); the TenantScope checks run a second
+//! time as the superuser, where row-level security does not apply, to show that the Rust lock
+//! holds alone; the raw-SQL checks go around TenantScope to show that the database lock holds
+//! alone.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use flakeguard_db::entity::stamps::Stamped;
+use flakeguard_db::entity::tenancy::TenantOwned;
+use flakeguard_db::entity::*;
+use flakeguard_db::sea_orm::sea_query::Expr;
+use flakeguard_db::sea_orm::{
+    ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, DatabaseConnection, IdenStatic,
+    IntoActiveModel, Iterable, PrimaryKeyToColumn, Statement, TransactionTrait, Value,
+};
+use flakeguard_db::testing::TestDatabase;
+use flakeguard_db::{OrgId, TenantScope};
+use support::tenants::{SCOPED_TABLES, Tenant, seed};
+
+struct World {
+    _db: TestDatabase,
+    app: DatabaseConnection,
+    admin: DatabaseConnection,
+    a: Tenant,
+    b: Tenant,
+}
+
+async fn world() -> World {
+    let db = TestDatabase::new().await.unwrap();
+    let app = db.connect_as_app().await.unwrap();
+    let admin = db.connect().await.unwrap();
+    let a = seed(&app, &OrgId::new("org-a").unwrap(), 1).await;
+    let b = seed(&app, &OrgId::new("org-b").unwrap(), 2).await;
+    World {
+        _db: db,
+        app,
+        admin,
+        a,
+        b,
+    }
+}
+
+fn stmt(sql: impl Into<String>, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(flakeguard_db::sea_orm::DbBackend::Postgres, sql, values)
+}
+
+fn key_sql(table: &str) -> &'static str {
+    SCOPED_TABLES.iter().find(|(t, _)| *t == table).unwrap().1
+}
+
+/// The typed checks of one table: `own` sees exactly its rows, and finds, updates and deletes
+/// nothing of `other`'s. Returns what went wrong.
+async fn typed_violations<E>(
+    scope: &TenantScope,
+    own: &Tenant,
+    other: &Tenant,
+    key: fn(&E::Model) -> String,
+) -> Vec<String>
+where
+    E: TenantOwned,
+    E::Model: IntoActiveModel<E::ActiveModel> + Send + Sync,
+    E::ActiveModel:
+        ActiveModelTrait<Entity = E> + ActiveModelBehavior + Stamped + Send + Sync + 'static,
+{
+    let table = E::default().table_name();
+    let mut out = Vec::new();
+    let seen = scope.find::<E>().all().await.unwrap();
+    let mut keys: Vec<String> = seen.iter().map(key).collect();
+    keys.sort();
+    if keys != own.rows[table] {
+        out.push(format!(
+            "{table}: {} found {keys:?}, owns {:?}",
+            own.org, own.rows[table]
+        ));
+    }
+    let count = scope.find::<E>().count().await.unwrap();
+    if count != own.rows[table].len() as u64 {
+        out.push(format!("{table}: {} counted {count}", own.org));
+    }
+    let theirs = || {
+        Expr::cust_with_values(
+            format!("({}) IN (SELECT unnest($1::text[]))", key_sql(table)),
+            [Value::from(other.rows[table].clone())],
+        )
+    };
+    let found = scope.find::<E>().filter(theirs()).all().await.unwrap();
+    if !found.is_empty() {
+        out.push(format!(
+            "{table}: {} found {} of {}'s rows by key",
+            own.org,
+            found.len(),
+            other.org
+        ));
+    }
+    // An update that would give the other tenant's rows this tenant's values.
+    if let Some(model) = seen.into_iter().next() {
+        let mut values: E::ActiveModel = model.into_active_model().reset_all();
+        for pk in <E::PrimaryKey as Iterable>::iter() {
+            values.not_set(pk.into_column());
+        }
+        for col in <E::Column as Iterable>::iter() {
+            if col.as_str() == "orgId" {
+                values.not_set(col);
+            }
+        }
+        if <E::Column as Iterable>::iter().any(|c| values.get(c).is_set()) {
+            match scope.update_many(values, theirs()).await {
+                Ok(0) => {}
+                other_result => out.push(format!(
+                    "{table}: cross-tenant update_many gave {other_result:?}"
+                )),
+            }
+        }
+    }
+    match scope.delete_many::<E>(theirs()).await {
+        Ok(0) => {}
+        r => out.push(format!("{table}: cross-tenant delete_many gave {r:?}")),
+    }
+    out
+}
+
+/// [`typed_violations`] for all 25 tables, both ways round.
+async fn all_typed_violations(db: &DatabaseConnection, a: &Tenant, b: &Tenant) -> Vec<String> {
+    let mut out = Vec::new();
+    for (own, other) in [(a, b), (b, a)] {
+        let scope = TenantScope::new(db.clone(), own.org.clone());
+        macro_rules! check {
+            ($($m:ident),+ $(,)?) => {$(
+                out.extend(typed_violations::<$m::Entity>(&scope, own, other, |m| m.id.clone()).await);
+            )+};
+        }
+        check!(
+            organization,
+            organization_user,
+            subscription,
+            audit_log,
+            usage_metric,
+            task,
+            installation,
+            repository,
+            workflow_run,
+            check_run,
+            workflow_job,
+            artifact,
+            test_suite,
+            test_result,
+            flake_detection,
+            fg_repository,
+            fg_workflow_run,
+            fg_job,
+            fg_test_case,
+            fg_occurrence,
+            fg_flake_score,
+            fg_quarantine_decision,
+            fg_issue_link,
+            fg_failure_cluster,
+        );
+        out.extend(
+            typed_violations::<fg_failure_cluster_to_fg_test_case::Entity>(
+                &scope,
+                own,
+                other,
+                |m| format!("{}|{}", m.a, m.b),
+            )
+            .await,
+        );
+    }
+    out
+}
+
+/// Every row of every scoped table, as the superuser sees them: table -> sorted keys.
+async fn everything(admin: &DatabaseConnection) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for (table, key) in SCOPED_TABLES {
+        let rows = admin
+            .query_all_raw(stmt(
+                format!(r#"SELECT {key} AS k FROM "{table}" ORDER BY 1"#),
+                vec![],
+            ))
+            .await
+            .unwrap();
+        out.push((
+            table.to_owned(),
+            rows.iter()
+                .map(|r| r.try_get::<String>("", "k").unwrap())
+                .collect(),
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn tenant_scope_shows_each_tenant_only_its_own_rows_in_every_table() {
+    let w = world().await;
+    let before = everything(&w.admin).await;
+    let violations = all_typed_violations(&w.app, &w.a, &w.b).await;
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert_eq!(
+        everything(&w.admin).await,
+        before,
+        "a cross-tenant write changed something"
+    );
+}
+
+/// The same checks as the superuser, to whom row-level security does not apply: the crate's
+/// own predicate is the only lock, and it holds.
+#[tokio::test]
+async fn tenant_scope_isolates_tenants_without_row_level_security() {
+    let w = world().await;
+    let before = everything(&w.admin).await;
+    let violations = all_typed_violations(&w.admin, &w.a, &w.b).await;
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert_eq!(
+        everything(&w.admin).await,
+        before,
+        "a cross-tenant write changed something"
+    );
+}
+
+/// Raw SQL inside each tenant's scope: row-level security alone decides what it sees and
+/// changes. Returns what went wrong.
+async fn raw_violations(app: &DatabaseConnection, a: &Tenant, b: &Tenant) -> Vec<String> {
+    let mut out = Vec::new();
+    for (own, other) in [(a, b), (b, a)] {
+        let scope = TenantScope::new(app.clone(), own.org.clone());
+        for (table, key) in SCOPED_TABLES {
+            let rows = match scope
+                .query_raw(stmt(
+                    format!(r#"SELECT {key} AS k FROM "{table}" ORDER BY 1"#),
+                    vec![],
+                ))
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    out.push(format!("{table}: raw select failed: {e}"));
+                    continue;
+                }
+            };
+            let keys: Vec<String> = rows
+                .iter()
+                .map(|r| r.try_get::<String>("", "k").unwrap())
+                .collect();
+            if keys != own.rows[table] {
+                out.push(format!(
+                    "{table}: raw SQL as {} saw {keys:?}, owns {:?}",
+                    own.org, own.rows[table]
+                ));
+            }
+            let theirs = Value::from(other.rows[table].clone());
+            let first = if table == "_FGFailureClusterToFGTestCase" {
+                "\"A\""
+            } else {
+                "\"id\""
+            };
+            for sql in [
+                format!(
+                    r#"UPDATE "{table}" SET {first} = {first} WHERE ({key}) IN (SELECT unnest($1::text[]))"#
+                ),
+                format!(r#"DELETE FROM "{table}" WHERE ({key}) IN (SELECT unnest($1::text[]))"#),
+            ] {
+                match scope.execute_raw(stmt(&sql, vec![theirs.clone()])).await {
+                    Ok(r) if r.rows_affected() == 0 => {}
+                    r => out.push(format!("{table}: as {}: {sql}: {r:?}", own.org)),
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn raw_sql_in_a_scope_sees_and_changes_only_its_tenants_rows() {
+    let w = world().await;
+    let before = everything(&w.admin).await;
+    let violations = raw_violations(&w.app, &w.a, &w.b).await;
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert_eq!(everything(&w.admin).await, before);
+}
+
+/// Going around TenantScope, a copy of A's own row moved into B (by "orgId", or by its parent
+/// for child tables) is refused by the database itself, in every table.
+#[tokio::test]
+async fn database_refuses_rows_for_another_tenant_in_every_table() {
+    let w = world().await;
+    let scope = TenantScope::new(w.app.clone(), w.a.org.clone());
+    let b = &w.b;
+    for (table, key) in SCOPED_TABLES {
+        let changes = match table {
+            "Organization" => serde_json::json!({"id": "org-c", "slug": "org-c"}),
+            "WorkflowJob" | "Artifact" => {
+                serde_json::json!({"id": "x", "workflowRunId": b.key("WorkflowRun")})
+            }
+            "FGJob" => serde_json::json!({"id": "x", "runId": b.key("FGWorkflowRun")}),
+            "FGIssueLink" => serde_json::json!({"id": "x", "testId": b.key("FGTestCase")}),
+            "_FGFailureClusterToFGTestCase" => {
+                serde_json::json!({"A": b.key("FGFailureCluster"), "B": b.key("FGTestCase")})
+            }
+            _ => serde_json::json!({"id": "x", "orgId": b.org.as_str()}),
+        };
+        let sql = format!(
+            r#"INSERT INTO "{table}" SELECT (jsonb_populate_record(NULL::"{table}", to_jsonb(t) || $1::jsonb)).*
+               FROM "{table}" t WHERE ({key}) = $2"#
+        );
+        let err = scope
+            .execute_raw(stmt(
+                sql,
+                vec![
+                    Value::from(changes.to_string()),
+                    Value::from(w.a.key(table)),
+                ],
+            ))
+            .await
+            .expect_err(table);
+        assert_eq!(err.sql_state(), Some("42501"), "{table}: {err}");
+        assert!(err.is_tenant_denied(), "{table}");
+    }
+}
+
+/// Every foreign key from a scoped table to tenant data, re-pointed from A's row to B's, is
+/// refused by the database itself; the list comes from the catalog, so none is forgotten.
+#[tokio::test]
+async fn database_refuses_foreign_keys_repointed_at_another_tenants_row() {
+    let w = world().await;
+    let fks = w
+        .admin
+        .query_all_raw(stmt(
+            "SELECT c.relname::text AS t, a.attname::text AS col, r.relname::text AS target
+             FROM pg_constraint con
+             JOIN pg_class c ON c.oid = con.conrelid
+             JOIN pg_class r ON r.oid = con.confrelid
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+             WHERE con.contype = 'f' AND r.relname NOT IN ('Organization', 'User')
+             ORDER BY 1, 2",
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let scope = TenantScope::new(w.app.clone(), w.a.org.clone());
+    let mut checked = 0;
+    for fk in &fks {
+        let (table, col, target): (String, String, String) = (
+            fk.try_get("", "t").unwrap(),
+            fk.try_get("", "col").unwrap(),
+            fk.try_get("", "target").unwrap(),
+        );
+        let sql = format!(
+            r#"UPDATE "{table}" SET "{col}" = $1 WHERE ({}) = $2"#,
+            key_sql(&table)
+        );
+        let r = scope
+            .execute_raw(stmt(
+                &sql,
+                vec![Value::from(w.b.key(&target)), Value::from(w.a.key(&table))],
+            ))
+            .await;
+        match r {
+            Err(e) if e.sql_state() == Some("42501") => checked += 1,
+            other => panic!("{table}.{col} -> {target} re-pointed at B's row: {other:?}"),
+        }
+    }
+    assert_eq!(checked, 31, "foreign keys into tenant data besides orgId");
+}
+
+/// A connection with no tenant set, or an empty one, sees nothing and writes nothing.
+#[tokio::test]
+async fn without_a_tenant_nothing_is_visible() {
+    let w = world().await;
+    for (table, _) in SCOPED_TABLES {
+        let plain = w
+            .app
+            .query_one_raw(stmt(
+                format!(r#"SELECT count(*) AS n FROM "{table}""#),
+                vec![],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            plain.try_get::<i64>("", "n").unwrap(),
+            0,
+            "{table} with no tenant"
+        );
+        let tx = w.app.begin().await.unwrap();
+        tx.execute_raw(stmt(
+            "SELECT set_config('app.current_tenant_id', '', true)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+        let empty = tx
+            .query_one_raw(stmt(
+                format!(r#"SELECT count(*) AS n FROM "{table}""#),
+                vec![],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            empty.try_get::<i64>("", "n").unwrap(),
+            0,
+            "{table} with an empty tenant"
+        );
+        let deleted = w
+            .app
+            .execute_raw(stmt(format!(r#"DELETE FROM "{table}""#), vec![]))
+            .await
+            .unwrap();
+        assert_eq!(deleted.rows_affected(), 0, "{table}: delete with no tenant");
+    }
+    let err = w
+        .app
+        .execute_raw(stmt(
+            r#"INSERT INTO "FGRepository" (id, "orgId", owner, name, "installationId", "updatedAt")
+               VALUES ('x', 'org-a', 'o', 'n', 'i', now())"#,
+            vec![],
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+}
+
+/// Sabotage: without FGOccurrence's policy the raw-SQL isolation check fails. Dropping the
+/// policy (default deny) hides a tenant's own rows; a permissive replacement leaks the other's.
+#[tokio::test]
+async fn isolation_check_fails_when_a_policy_is_missing() {
+    let w = world().await;
+    assert!(raw_violations(&w.app, &w.a, &w.b).await.is_empty());
+
+    w.admin
+        .execute_unprepared(r#"DROP POLICY tenant_isolation ON "FGOccurrence""#)
+        .await
+        .unwrap();
+    let violations = raw_violations(&w.app, &w.a, &w.b).await;
+    assert!(
+        !violations.is_empty(),
+        "isolation check passed without the policy"
+    );
+    assert!(
+        violations.iter().all(|v| v.starts_with("FGOccurrence")),
+        "{violations:#?}"
+    );
+
+    w.admin
+        .execute_unprepared(
+            r#"CREATE POLICY leak ON "FGOccurrence" USING (true) WITH CHECK (true)"#,
+        )
+        .await
+        .unwrap();
+    let violations = raw_violations(&w.app, &w.a, &w.b).await;
+    let leaked: BTreeSet<&str> = violations
+        .iter()
+        .map(|v| v.split(':').next().unwrap())
+        .collect();
+    assert_eq!(leaked, BTreeSet::from(["FGOccurrence"]), "{violations:#?}");
+    assert!(
+        violations.iter().any(|v| v.contains("saw")),
+        "{violations:#?}"
+    );
+}

@@ -1,0 +1,361 @@
+//! Two organizations with a row in every scoped table, written through `TenantScope`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, Utc};
+use flakeguard_db::entity::*;
+use flakeguard_db::sea_orm::{DatabaseConnection, Set};
+use flakeguard_db::{GlobalTables, OrgId, TenantScope};
+
+/// Every table a scope reaches, with the SQL that gives a row's key as text.
+pub const SCOPED_TABLES: [(&str, &str); 25] = [
+    ("Organization", "id"),
+    ("OrganizationUser", "id"),
+    ("Subscription", "id"),
+    ("AuditLog", "id"),
+    ("UsageMetric", "id"),
+    ("Task", "id"),
+    ("Installation", "id"),
+    ("Repository", "id"),
+    ("WorkflowRun", "id"),
+    ("CheckRun", "id"),
+    ("WorkflowJob", "id"),
+    ("Artifact", "id"),
+    ("TestSuite", "id"),
+    ("TestResult", "id"),
+    ("FlakeDetection", "id"),
+    ("FGRepository", "id"),
+    ("FGWorkflowRun", "id"),
+    ("FGJob", "id"),
+    ("FGTestCase", "id"),
+    ("FGOccurrence", "id"),
+    ("FGFlakeScore", "id"),
+    ("FGQuarantineDecision", "id"),
+    ("FGIssueLink", "id"),
+    ("FGFailureCluster", "id"),
+    ("_FGFailureClusterToFGTestCase", r#""A" || '|' || "B""#),
+];
+
+/// One organization's rows: table -> keys (see [`SCOPED_TABLES`]).
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub org: OrgId,
+    pub rows: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl Tenant {
+    pub fn key(&self, table: &str) -> &str {
+        &self.rows[table][0]
+    }
+}
+
+/// Creates organization `org` and one or two rows in each of the 25 scoped tables, through a
+/// scope on `db` (a pool of the application role). `n` makes unique values unique.
+pub async fn seed(db: &DatabaseConnection, org: &OrgId, n: i64) -> Tenant {
+    let s = TenantScope::new(db.clone(), org.clone());
+    let global = GlobalTables::new(db.clone());
+    let mut rows: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    let mut put = |t: &'static str, k: String| rows.entry(t).or_default().push(k);
+    let now = Utc::now();
+
+    let o = s
+        .insert(organization::ActiveModel {
+            name: Set(format!("Org {org}")),
+            slug: Set(format!("org-{org}")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("Organization", o.id);
+    let user = global
+        .insert(user::ActiveModel {
+            email: Set(format!("{org}@example.com")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let m = s
+        .insert(organization_user::ActiveModel {
+            user_id: Set(user.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("OrganizationUser", m.id);
+    let sub = s
+        .insert(subscription::ActiveModel {
+            plan: Set("team".into()),
+            status: Set("active".into()),
+            current_period_start: Set(now),
+            current_period_end: Set(now + Duration::days(30)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("Subscription", sub.id);
+    let audit = s
+        .insert(audit_log::ActiveModel {
+            user_id: Set(Some(user.id.clone())),
+            action: Set("org.create".into()),
+            resource: Set("Organization".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("AuditLog", audit.id);
+    let metric = s
+        .insert(usage_metric::ActiveModel {
+            metric_type: Set("runs".into()),
+            period: Set("day".into()),
+            date: Set(now),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("UsageMetric", metric.id);
+    let task = s
+        .insert(task::ActiveModel {
+            title: Set("triage".into()),
+            user_id: Set(user.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("Task", task.id);
+    let inst = s
+        .insert(installation::ActiveModel {
+            id: Set(format!("inst-{org}")),
+            github_installation_id: Set(1_000_000 + n),
+            account_login: Set(format!("login-{org}")),
+            account_id: Set(n),
+            account_type: Set("Organization".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("Installation", inst.id.clone());
+    let repo = s
+        .insert(repository::ActiveModel {
+            github_id: Set(2_000_000 + n),
+            node_id: Set(format!("R_{n}")),
+            name: Set("web".into()),
+            full_name: Set(format!("{org}/web")),
+            owner: Set(org.to_string()),
+            installation_id: Set(inst.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("Repository", repo.id.clone());
+    let run = s
+        .insert(workflow_run::ActiveModel {
+            github_id: Set(3_000_000 + n),
+            head_branch: Set("main".into()),
+            head_sha: Set("abc".into()),
+            status: Set("completed".into()),
+            workflow_id: Set(4_000_000 + n),
+            workflow_name: Set("ci".into()),
+            repository_id: Set(repo.id.clone()),
+            installation_id: Set(inst.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("WorkflowRun", run.id.clone());
+    let check = s
+        .insert(check_run::ActiveModel {
+            github_id: Set(5_000_000 + n),
+            name: Set("tests".into()),
+            head_sha: Set("abc".into()),
+            status: Set("completed".into()),
+            repository_id: Set(repo.id.clone()),
+            installation_id: Set(inst.id.clone()),
+            workflow_run_id: Set(Some(run.id.clone())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("CheckRun", check.id.clone());
+    let job = s
+        .insert(workflow_job::ActiveModel {
+            github_id: Set(6_000_000 + n),
+            name: Set("unit".into()),
+            status: Set("completed".into()),
+            workflow_run_id: Set(run.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("WorkflowJob", job.id.clone());
+    let artifact = s
+        .insert(artifact::ActiveModel {
+            github_id: Set(7_000_000 + n),
+            name: Set("junit".into()),
+            r#type: Set("zip".into()),
+            size_in_bytes: Set(1 << 33),
+            url: Set("https://example.com/a".into()),
+            archive_download_url: Set("https://example.com/a.zip".into()),
+            workflow_run_id: Set(run.id.clone()),
+            expires_at: Set(now + Duration::days(90)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("Artifact", artifact.id);
+    let suite = s
+        .insert(test_suite::ActiveModel {
+            name: Set("unit".into()),
+            repository_id: Set(repo.id.clone()),
+            check_run_id: Set(Some(check.id.clone())),
+            workflow_job_id: Set(Some(job.id.clone())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("TestSuite", suite.id.clone());
+    let result = s
+        .insert(test_result::ActiveModel {
+            name: Set("adds".into()),
+            suite: Set("unit".into()),
+            test_full_name: Set("math.adds".into()),
+            status: Set("failed".into()),
+            time: Set(0.5),
+            run_id: Set("run-1".into()),
+            repository_id: Set(repo.id.clone()),
+            test_suite_id: Set(Some(suite.id.clone())),
+            check_run_id: Set(Some(check.id.clone())),
+            workflow_job_id: Set(Some(job.id.clone())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("TestResult", result.id.clone());
+    let detection = s
+        .insert(flake_detection::ActiveModel {
+            test_name: Set("math.adds".into()),
+            repository_id: Set(repo.id.clone()),
+            installation_id: Set(inst.id.clone()),
+            check_run_id: Set(Some(check.id.clone())),
+            test_result_id: Set(Some(result.id.clone())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("FlakeDetection", detection.id);
+    let fg_repo = s
+        .insert(fg_repository::ActiveModel {
+            owner: Set(org.to_string()),
+            name: Set("web".into()),
+            installation_id: Set(inst.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("FGRepository", fg_repo.id.clone());
+    let fg_run = s
+        .insert(fg_workflow_run::ActiveModel {
+            repo_id: Set(fg_repo.id.clone()),
+            run_id: Set("run-1".into()),
+            status: Set("completed".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("FGWorkflowRun", fg_run.id.clone());
+    let fg_job = s
+        .insert(fg_job::ActiveModel {
+            run_id: Set(fg_run.id.clone()),
+            job_id: Set("job-1".into()),
+            name: Set("unit".into()),
+            status: Set("completed".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("FGJob", fg_job.id.clone());
+    let mut cases = Vec::new();
+    for name in ["adds", "divides"] {
+        let case = s
+            .insert(fg_test_case::ActiveModel {
+                repo_id: Set(fg_repo.id.clone()),
+                suite: Set("unit".into()),
+                class_name: Set(Some("Math".into())),
+                name: Set(name.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        put("FGTestCase", case.id.clone());
+        let occ = s
+            .insert(fg_occurrence::ActiveModel {
+                test_id: Set(case.id.clone()),
+                run_id: Set(fg_run.id.clone()),
+                job_id: Set(Some(fg_job.id.clone())),
+                status: Set("failed".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        put("FGOccurrence", occ.id);
+        let score = s
+            .insert(fg_flake_score::ActiveModel {
+                test_id: Set(case.id.clone()),
+                score: Set(0.5),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        put("FGFlakeScore", score.id);
+        cases.push(case);
+    }
+    let decision = s
+        .insert(fg_quarantine_decision::ActiveModel {
+            test_id: Set(cases[0].id.clone()),
+            rationale: Set("flaky".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("FGQuarantineDecision", decision.id);
+    let link = s
+        .insert(fg_issue_link::ActiveModel {
+            test_id: Set(cases[0].id.clone()),
+            url: Set("https://example.com/issues/1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("FGIssueLink", link.id);
+    let cluster = s
+        .insert(fg_failure_cluster::ActiveModel {
+            repo_id: Set(fg_repo.id.clone()),
+            failure_msg_signature: Set("boom".into()),
+            test_ids: Set(cases.iter().map(|c| c.id.clone()).collect()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put("FGFailureCluster", cluster.id.clone());
+    for case in &cases {
+        let pair = s
+            .insert(fg_failure_cluster_to_fg_test_case::ActiveModel {
+                a: Set(cluster.id.clone()),
+                b: Set(case.id.clone()),
+            })
+            .await
+            .unwrap();
+        put(
+            "_FGFailureClusterToFGTestCase",
+            format!("{}|{}", pair.a, pair.b),
+        );
+    }
+    for list in rows.values_mut() {
+        list.sort();
+    }
+    assert_eq!(rows.len(), 25, "a row in every scoped table");
+    Tenant {
+        org: org.clone(),
+        rows,
+    }
+}
