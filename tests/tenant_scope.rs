@@ -1,0 +1,504 @@
+//! TenantScope's API: reads with filters, ordering, pages and joins; writes that fill in the
+//! tenant and refuse another's; upserts; bulk inserts; transactions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use flakeguard_db::entity::*;
+use flakeguard_db::sea_orm::{ColumnTrait, DatabaseConnection, Set};
+use flakeguard_db::testing::TestDatabase;
+use flakeguard_db::{Error, OrgId, TenantScope};
+use support::tenants::{Tenant, seed};
+
+struct World {
+    _db: TestDatabase,
+    app: DatabaseConnection,
+    admin: DatabaseConnection,
+    a: Tenant,
+    b: Tenant,
+}
+
+impl World {
+    fn scope(&self, t: &Tenant) -> TenantScope {
+        TenantScope::new(self.app.clone(), t.org.clone())
+    }
+}
+
+async fn world() -> World {
+    let db = TestDatabase::new().await.unwrap();
+    let app = db.connect_as_app().await.unwrap();
+    let admin = db.connect().await.unwrap();
+    let a = seed(&app, &OrgId::new("org-a").unwrap(), 1).await;
+    let b = seed(&app, &OrgId::new("org-b").unwrap(), 2).await;
+    World {
+        _db: db,
+        app,
+        admin,
+        a,
+        b,
+    }
+}
+
+fn case(repo: &str, name: &str) -> fg_test_case::ActiveModel {
+    fg_test_case::ActiveModel {
+        repo_id: Set(repo.to_owned()),
+        suite: Set("unit".into()),
+        class_name: Set(Some("Math".into())),
+        name: Set(name.to_owned()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn find_filters_orders_and_pages_within_the_tenant() {
+    let w = world().await;
+    let s = w.scope(&w.a);
+    let repo = w.a.key("FGRepository");
+    for name in ["c", "e", "b", "d"] {
+        s.insert(case(repo, name)).await.unwrap();
+    }
+    let names = |v: Vec<fg_test_case::Model>| v.into_iter().map(|c| c.name).collect::<Vec<_>>();
+    let sorted = s
+        .find::<fg_test_case::Entity>()
+        .filter(fg_test_case::Column::Name.ne("adds"))
+        .order_by_asc(fg_test_case::Column::Name)
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(names(sorted), ["b", "c", "d", "divides", "e"]);
+    let window = s
+        .find::<fg_test_case::Entity>()
+        .order_by_desc(fg_test_case::Column::Name)
+        .offset(1)
+        .limit(2)
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(names(window), ["divides", "d"]);
+    let page = s
+        .find::<fg_test_case::Entity>()
+        .order_by_asc(fg_test_case::Column::Name)
+        .page(1, 4)
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.page, page.per_page), (6, 1, 4));
+    assert_eq!(names(page.items), ["divides", "e"]);
+    let first = s
+        .find::<fg_test_case::Entity>()
+        .filter(fg_test_case::Column::Name.starts_with("d"))
+        .order_by_asc(fg_test_case::Column::Name)
+        .one()
+        .await
+        .unwrap();
+    assert_eq!(first.unwrap().name, "d");
+    assert_eq!(
+        s.count::<fg_test_case::Entity>(fg_test_case::Column::Suite.eq("unit"))
+            .await
+            .unwrap(),
+        6
+    );
+    assert!(matches!(
+        s.find::<fg_test_case::Entity>().page(0, 0).await,
+        Err(Error::InvalidInput { .. })
+    ));
+}
+
+/// The dashboard question: one repository's tests whose flake score is above a threshold.
+#[tokio::test]
+async fn joins_reach_related_tables_with_their_own_tenant_predicate() {
+    let w = world().await;
+    let s = w.scope(&w.a);
+    let repo = w.a.key("FGRepository");
+    for (name, score) in [("p", 0.9), ("q", 0.1), ("r", 0.6)] {
+        let c = s.insert(case(repo, name)).await.unwrap();
+        s.insert(fg_flake_score::ActiveModel {
+            test_id: Set(c.id),
+            score: Set(score),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let flaky = s
+        .find::<fg_test_case::Entity>()
+        .inner_join::<fg_flake_score::Entity>()
+        .filter(fg_test_case::Column::RepoId.eq(repo))
+        .filter(fg_flake_score::Column::Score.gt(0.55))
+        .order_by_desc(fg_flake_score::Column::Score)
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(
+        flaky.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["p", "r"]
+    );
+
+    // Many-to-many through the link table: the cluster's test cases.
+    let in_cluster = s
+        .find::<fg_test_case::Entity>()
+        .inner_join::<fg_failure_cluster::Entity>()
+        .count()
+        .await
+        .unwrap();
+    assert_eq!(in_cluster, 2);
+
+    // Child rows with their parent.
+    let jobs = s
+        .find::<workflow_job::Entity>()
+        .all_with::<workflow_run::Entity>()
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        jobs[0].1.as_ref().map(|r| r.id.as_str()),
+        Some(w.a.key("WorkflowRun"))
+    );
+
+    // B sees none of A's scores through the same join.
+    let b_flaky = w
+        .scope(&w.b)
+        .find::<fg_test_case::Entity>()
+        .inner_join::<fg_flake_score::Entity>()
+        .filter(fg_flake_score::Column::Score.gt(0.55))
+        .count()
+        .await
+        .unwrap();
+    assert_eq!(b_flaky, 0);
+}
+
+#[tokio::test]
+async fn insert_fills_in_the_tenant_the_id_and_the_timestamp() {
+    let w = world().await;
+    let c = w
+        .scope(&w.a)
+        .insert(case(w.a.key("FGRepository"), "new"))
+        .await
+        .unwrap();
+    assert_eq!(c.org_id, "org-a");
+    assert!(cuid2::is_cuid2(&c.id));
+    assert!(c.updated_at <= chrono::Utc::now());
+}
+
+#[tokio::test]
+async fn writes_naming_another_organization_are_refused_and_write_nothing() {
+    let w = world().await;
+    let s = w.scope(&w.a);
+    let repo = w.a.key("FGRepository");
+    let before = s.find::<fg_test_case::Entity>().count().await.unwrap();
+
+    let mut named = case(repo, "x");
+    named.org_id = Set("org-b".into());
+    let err = s.insert(named).await.unwrap_err();
+    assert!(matches!(err, Error::TenantDenied { .. }), "{err}");
+    let ctx = err.context().unwrap();
+    assert_eq!(ctx.tenant.as_ref().map(OrgId::as_str), Some("org-a"));
+    assert_eq!(ctx.table, Some("FGTestCase"));
+    assert_eq!(ctx.operation, flakeguard_db::Operation::Insert);
+
+    // A child under B's parent, and a row whose foreign key points at B's row.
+    let err = s
+        .insert(fg_job::ActiveModel {
+            run_id: Set(w.b.key("FGWorkflowRun").to_owned()),
+            job_id: Set("j".into()),
+            name: Set("n".into()),
+            status: Set("s".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TenantDenied { .. }), "{err}");
+    let err = s
+        .insert(case(w.b.key("FGRepository"), "y"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TenantDenied { .. }), "{err}");
+    assert!(
+        !err.to_string().contains("org-b"),
+        "error names nothing of B: {err}"
+    );
+
+    // Moving an own row to B, or re-pointing it at B's repository.
+    let own = s
+        .find_by_id::<fg_test_case::Entity, _>(w.a.key("FGTestCase").to_owned())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut moved: fg_test_case::ActiveModel = own.clone().into();
+    moved.org_id = Set("org-b".into());
+    assert!(matches!(
+        s.update(moved).await,
+        Err(Error::TenantDenied { .. })
+    ));
+    let mut repointed: fg_test_case::ActiveModel = own.clone().into();
+    repointed.repo_id = Set(w.b.key("FGRepository").to_owned());
+    assert!(matches!(
+        s.update(repointed).await,
+        Err(Error::TenantDenied { .. })
+    ));
+    let mut bulk = fg_test_case::ActiveModel::default();
+    bulk.repo_id = Set(w.b.key("FGRepository").to_owned());
+    assert!(matches!(
+        s.update_many(bulk, fg_test_case::Column::Name.eq("adds"))
+            .await,
+        Err(Error::TenantDenied { .. })
+    ));
+
+    // One bad row among many: none is written.
+    let rows = vec![
+        case(repo, "ok-1"),
+        case(w.b.key("FGRepository"), "bad"),
+        case(repo, "ok-2"),
+    ];
+    assert!(matches!(
+        s.insert_many(rows).await,
+        Err(Error::TenantDenied { .. })
+    ));
+    assert_eq!(
+        s.find::<fg_test_case::Entity>().count().await.unwrap(),
+        before
+    );
+    let unchanged = s
+        .find_by_id::<fg_test_case::Entity, _>(own.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(unchanged, Some(own));
+}
+
+#[tokio::test]
+async fn update_and_delete_reach_only_the_tenants_own_rows() {
+    let w = world().await;
+    let s = w.scope(&w.a);
+    let theirs = w.b.key("FGTestCase").to_owned();
+    assert_eq!(
+        s.find_by_id::<fg_test_case::Entity, _>(theirs.clone())
+            .await
+            .unwrap(),
+        None
+    );
+    let mut change = fg_test_case::ActiveModel {
+        id: Set(theirs.clone()),
+        ..Default::default()
+    };
+    change.owner_team = Set(Some("mine now".into()));
+    assert!(matches!(
+        s.update(change).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.delete::<fg_test_case::Entity, _>(theirs.clone()).await,
+        Err(Error::NotFound { .. })
+    ));
+    let still = w
+        .scope(&w.b)
+        .find_by_id::<fg_test_case::Entity, _>(theirs)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.owner_team, None);
+
+    // Own rows: update refreshes updatedAt, update_many too, delete removes.
+    let own = s
+        .find_by_id::<fg_test_case::Entity, _>(w.a.key("FGTestCase").to_owned())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut change: fg_test_case::ActiveModel = own.clone().into();
+    change.owner_team = Set(Some("core".into()));
+    let updated = s.update(change).await.unwrap();
+    assert_eq!(updated.owner_team.as_deref(), Some("core"));
+    assert!(updated.updated_at > own.updated_at);
+    let bulk = fg_test_case::ActiveModel {
+        suite: Set("integration".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.update_many(bulk, fg_test_case::Column::Suite.eq("unit"))
+            .await
+            .unwrap(),
+        2
+    );
+    let all = s.find::<fg_test_case::Entity>().all().await.unwrap();
+    assert!(
+        all.iter()
+            .all(|c| c.suite == "integration" && c.updated_at > own.updated_at)
+    );
+    let key = fg_test_case::ActiveModel {
+        id: Set("new-id".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.update_many(key, fg_test_case::Column::Suite.eq("x"))
+            .await,
+        Err(Error::InvalidInput { .. })
+    ));
+    s.delete::<fg_issue_link::Entity, _>(w.a.key("FGIssueLink").to_owned())
+        .await
+        .unwrap();
+    assert_eq!(s.find::<fg_issue_link::Entity>().count().await.unwrap(), 0);
+    assert_eq!(
+        s.delete_many::<fg_occurrence::Entity>(fg_occurrence::Column::Status.eq("failed"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        w.scope(&w.b)
+            .find::<fg_occurrence::Entity>()
+            .count()
+            .await
+            .unwrap(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn upsert_updates_the_tenants_own_row_and_never_another_tenants() {
+    let w = world().await;
+    let s = w.scope(&w.a);
+    let test = w.a.key("FGTestCase").to_owned();
+    let before = s
+        .find::<fg_flake_score::Entity>()
+        .filter(fg_flake_score::Column::TestId.eq(&test))
+        .one()
+        .await
+        .unwrap()
+        .unwrap();
+    let score = s
+        .upsert(
+            fg_flake_score::ActiveModel {
+                test_id: Set(test.clone()),
+                score: Set(0.95),
+                window_n: Set(100),
+                ..Default::default()
+            },
+            [fg_flake_score::Column::TestId],
+        )
+        .await
+        .unwrap();
+    assert_eq!(score.id, before.id, "updated in place");
+    assert_eq!((score.score, score.window_n), (0.95, 100));
+    assert!(score.last_updated_at > before.last_updated_at);
+
+    // "githubId" is unique across organizations: a conflict with B's repository must not
+    // update it, with or without row-level security.
+    for db in [&w.app, &w.admin] {
+        let s = TenantScope::new(db.clone(), w.a.org.clone());
+        let theirs = w
+            .scope(&w.b)
+            .find::<repository::Entity>()
+            .one()
+            .await
+            .unwrap()
+            .unwrap();
+        let err = s
+            .upsert(
+                repository::ActiveModel {
+                    github_id: Set(theirs.github_id),
+                    node_id: Set("R_stolen".into()),
+                    name: Set("stolen".into()),
+                    full_name: Set("a/stolen".into()),
+                    owner: Set("a".into()),
+                    installation_id: Set(w.a.key("Installation").to_owned()),
+                    ..Default::default()
+                },
+                [repository::Column::GithubId],
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_tenant_denied(), "{err}");
+        let after = w
+            .scope(&w.b)
+            .find_by_id::<repository::Entity, _>(theirs.id.clone())
+            .await
+            .unwrap();
+        assert_eq!(after, Some(theirs));
+    }
+}
+
+#[tokio::test]
+async fn insert_many_writes_ten_thousand_rows_in_chunks_with_defaults() {
+    let w = world().await;
+    let s = w.scope(&w.a);
+    let repo = w.a.key("FGRepository");
+    let cases: Vec<String> = {
+        let mut ids = Vec::new();
+        for i in 0..100 {
+            ids.push(s.insert(case(repo, &format!("t{i}"))).await.unwrap().id);
+        }
+        ids
+    };
+    let mut runs = Vec::new();
+    for r in 0..100 {
+        runs.push(
+            s.insert(fg_workflow_run::ActiveModel {
+                repo_id: Set(repo.to_owned()),
+                run_id: Set(format!("bulk-{r}")),
+                status: Set("completed".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .id,
+        );
+    }
+    let rows: Vec<fg_occurrence::ActiveModel> = (0..10_000)
+        .map(|i| fg_occurrence::ActiveModel {
+            test_id: Set(cases[i % 100].clone()),
+            run_id: Set(runs[i / 100].clone()),
+            status: Set(if i % 7 == 0 { "failed" } else { "passed" }.into()),
+            // Half the rows set a duration; the others leave it to the default (NULL), and
+            // every row leaves "attempt" to its default (1).
+            duration_ms: if i % 2 == 0 {
+                Set(Some(i as i32))
+            } else {
+                Default::default()
+            },
+            ..Default::default()
+        })
+        .collect();
+    assert_eq!(s.insert_many(rows).await.unwrap(), 10_000);
+    let stored = s
+        .find::<fg_occurrence::Entity>()
+        .filter(fg_occurrence::Column::RunId.is_in(runs.clone()))
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 10_000);
+    assert!(stored.iter().all(|o| o.org_id == "org-a" && o.attempt == 1));
+    assert_eq!(
+        stored.iter().filter(|o| o.duration_ms.is_some()).count(),
+        5_000
+    );
+    assert_eq!(
+        s.insert_many(Vec::<fg_occurrence::ActiveModel>::new())
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_scope_reaches_its_own_organization_row_only() {
+    let w = world().await;
+    let own = w.scope(&w.a).organization().await.unwrap().unwrap();
+    assert_eq!(own.id, "org-a");
+    let all = w
+        .scope(&w.a)
+        .find::<organization::Entity>()
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    let nobody = TenantScope::new(w.app.clone(), OrgId::new("no-such-org").unwrap());
+    assert_eq!(nobody.organization().await.unwrap(), None);
+    let err = nobody
+        .insert(fg_repository::ActiveModel {
+            owner: Set("o".into()),
+            name: Set("n".into()),
+            installation_id: Set("i".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownOrganization { .. }), "{err}");
+}
