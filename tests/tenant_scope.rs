@@ -235,8 +235,10 @@ async fn writes_naming_another_organization_are_refused_and_write_nothing() {
         s.update(repointed).await,
         Err(Error::TenantDenied { .. })
     ));
-    let mut bulk = fg_test_case::ActiveModel::default();
-    bulk.repo_id = Set(w.b.key("FGRepository").to_owned());
+    let bulk = fg_test_case::ActiveModel {
+        repo_id: Set(w.b.key("FGRepository").to_owned()),
+        ..Default::default()
+    };
     assert!(matches!(
         s.update_many(bulk, fg_test_case::Column::Name.eq("adds"))
             .await,
@@ -275,11 +277,11 @@ async fn update_and_delete_reach_only_the_tenants_own_rows() {
             .unwrap(),
         None
     );
-    let mut change = fg_test_case::ActiveModel {
+    let change = fg_test_case::ActiveModel {
         id: Set(theirs.clone()),
+        owner_team: Set(Some("mine now".into())),
         ..Default::default()
     };
-    change.owner_team = Set(Some("mine now".into()));
     assert!(matches!(
         s.update(change).await,
         Err(Error::NotFound { .. })
