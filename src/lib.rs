@@ -1,34 +1,49 @@
 //! The tenant-safe PostgreSQL data layer of FlakeGuard.
 //!
 //! Many organizations share one database. This crate is what application crates (the API
-//! server, the ingestion worker, the CLI) use to read and write it: SeaORM 2.0 entities for
-//! every table ([`entity`]), the schema's migration history ([`migration`]), and test support
-//! that gives each test a fresh, migrated PostgreSQL database ([`testing`], feature `testing`).
+//! server, the ingestion worker, the CLI) use to read and write it, and what keeps each
+//! organization's rows away from every other: [`TenantScope`] adds the organization filter to
+//! every query and checks every write, and row-level security in PostgreSQL enforces the same
+//! boundary a second time.
 //!
 //! ```no_run
-//! use flakeguard_db::entity::organization;
-//! use flakeguard_db::sea_orm::{ActiveModelTrait, Set};
+//! use flakeguard_db::entity::{fg_repository, fg_test_case};
+//! use flakeguard_db::sea_orm::{ColumnTrait, Set};
+//! use flakeguard_db::{OrgId, TenantScope};
 //!
 //! # async fn demo() -> flakeguard_db::Result<()> {
-//! let db = flakeguard_db::connect("postgres://app@localhost/flakeguard").await?;
-//! let org = organization::ActiveModel {
-//!     name: Set("Acme".to_owned()),
-//!     slug: Set("acme".to_owned()),
-//!     ..Default::default()
-//! }
-//! .insert(&db) // id (a CUID2) and "updatedAt" are filled in
-//! .await
-//! .map_err(|e| flakeguard_db::Error::database(flakeguard_db::Operation::Insert, e))?;
-//! println!("created {}", org.id);
+//! // Log in as a member of the `flakeguard_app` role, so that row-level security applies.
+//! let db = flakeguard_db::connect("postgres://flakeguard_api:secret@localhost/flakeguard").await?;
+//! let acme = TenantScope::new(db, OrgId::new("acme")?);
+//!
+//! let repo = acme
+//!     .insert(fg_repository::ActiveModel {
+//!         owner: Set("acme".into()),
+//!         name: Set("web".into()),
+//!         installation_id: Set("42".into()),
+//!         ..Default::default() // id (a CUID2), "orgId" and "updatedAt" are filled in
+//!     })
+//!     .await?;
+//! let cases = acme
+//!     .find::<fg_test_case::Entity>()
+//!     .filter(fg_test_case::Column::RepoId.eq(&repo.id))
+//!     .order_by_asc(fg_test_case::Column::Name)
+//!     .all()
+//!     .await?; // only Acme's rows, whatever the filter says
 //! # Ok(()) }
 //! ```
 //!
 //! # Layout
 //!
+//! - [`TenantScope`] (`tenant_scope.rs`): reads and writes of one organization's data.
+//! - [`OrgId`]: a validated tenant id.
+//! - [`GlobalTables`]: the tables that belong to no organization (`User`, `IngestionJob`).
+//! - [`CrossTenant`]: explicit access across organizations, on its own connection.
+//! - [`Error`]: the one error type, with the tenant, table and operation of every failure.
 //! - [`entity`]: the `flakeguard-entity` crate: one module per table, the enums, the tenant class
 //!   of every table.
-//! - [`migration`]: the `flakeguard-migration` crate: the history of the schema: six schema steps, then row-level security.
-//! - [`Error`]: the one error type, with predicates such as [`Error::is_unique_violation`].
+//! - [`migration`]: the `flakeguard-migration` crate: the history of the schema: six schema
+//!   steps, then row-level security.
 //! - [`testing`]: a throwaway PostgreSQL for tests and examples (feature `testing`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

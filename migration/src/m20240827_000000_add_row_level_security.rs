@@ -46,7 +46,7 @@
 //!   `FGTestCase."repoId"`; `FGOccurrence."testId"`, `."runId"`, `."jobId"`;
 //!   `FGFlakeScore."testId"`; `FGQuarantineDecision."testId"`; `FGFailureCluster."repoId"`.
 //!
-//! The SQL is generated from the fixed table [`TABLES`] in this module, never from the live
+//! The SQL is generated from the fixed table `TABLES` in this module, never from the live
 //! catalog: like every step, this one must mean the same thing on every database it ever runs on.
 //!
 //! Foreign-key actions (ON DELETE CASCADE / SET NULL, ON UPDATE CASCADE) run as the owner of the
