@@ -207,3 +207,29 @@ async fn rows_created_at_step_3_survive_the_upgrade_to_the_latest_step_in_the_de
         .unwrap();
     assert_eq!(row.try_get::<i64>("", "n").unwrap(), 2);
 }
+
+/// Tables that later migrations add are granted to flakeguard_app as they are created.
+#[tokio::test]
+async fn flakeguard_app_is_granted_tables_created_after_the_migrations() {
+    let db = TestDatabase::new().await.unwrap();
+    let conn = db.connect().await.unwrap();
+    conn.execute_unprepared(r#"CREATE TABLE "LaterTable" (id text PRIMARY KEY)"#)
+        .await
+        .unwrap();
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            r#"SELECT has_table_privilege('flakeguard_app', '"LaterTable"', 'SELECT, INSERT, UPDATE, DELETE') AS granted,
+                      has_table_privilege('flakeguard_app', '"FGOccurrence"', 'SELECT, INSERT, UPDATE, DELETE') AS existing,
+                      has_table_privilege('flakeguard_app', 'seaql_migrations', 'INSERT') AS history"#,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.try_get::<bool>("", "granted").unwrap());
+    assert!(row.try_get::<bool>("", "existing").unwrap());
+    assert!(
+        !row.try_get::<bool>("", "history").unwrap(),
+        "the app may not rewrite the history"
+    );
+}

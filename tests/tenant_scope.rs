@@ -11,7 +11,7 @@ use flakeguard_db::{Error, OrgId, TenantScope};
 use support::tenants::{Tenant, seed};
 
 struct World {
-    _db: TestDatabase,
+    db: TestDatabase,
     app: DatabaseConnection,
     admin: DatabaseConnection,
     a: Tenant,
@@ -31,7 +31,7 @@ async fn world() -> World {
     let a = seed(&app, &OrgId::new("org-a").unwrap(), 1).await;
     let b = seed(&app, &OrgId::new("org-b").unwrap(), 2).await;
     World {
-        _db: db,
+        db: db,
         app,
         admin,
         a,
@@ -503,4 +503,28 @@ async fn the_scope_reaches_its_own_organization_row_only() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UnknownOrganization { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn cross_tenant_access_needs_its_own_bypassrls_connection() {
+    let w = world().await;
+    let app_url = w.db.app_url().await.unwrap();
+    let refused = flakeguard_db::CrossTenant::connect(&app_url)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::Config(_)), "{refused}");
+    let platform = flakeguard_db::CrossTenant::connect(&w.db.platform_url().await.unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<String> = platform
+        .organization_ids()
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    assert_eq!(ids, ["default-org-id", "org-a", "org-b"]);
+    // A scope on the platform connection still filters by tenant, without RLS.
+    let b = platform.scope(w.b.org.clone());
+    assert_eq!(b.find::<fg_occurrence::Entity>().count().await.unwrap(), 2);
 }
