@@ -31,7 +31,7 @@ async fn world() -> World {
     let a = seed(&app, &OrgId::new("org-a").unwrap(), 1).await;
     let b = seed(&app, &OrgId::new("org-b").unwrap(), 2).await;
     World {
-        db: db,
+        db,
         app,
         admin,
         a,
