@@ -620,7 +620,10 @@ impl TenantScope {
         }
         row.stamp_for_insert().map_err(|e| Error::InvalidInput {
             context: ctx.clone(),
-            reason: e.to_string(),
+            reason: match e {
+                DbErr::Custom(reason) => reason,
+                other => other.to_string(),
+            },
         })
     }
 
@@ -825,6 +828,18 @@ pub struct Page<M> {
     pub per_page: u64,
     /// Rows in all pages.
     pub total: u64,
+}
+
+impl<M> Page<M> {
+    /// The number of pages (0 when there are no rows).
+    pub fn page_count(&self) -> u64 {
+        self.total.div_ceil(Ord::max(self.per_page, 1))
+    }
+
+    /// Whether a page follows this one.
+    pub fn has_next(&self) -> bool {
+        self.page + 1 < self.page_count()
+    }
 }
 
 impl<'s, E> ScopedSelect<'s, E>

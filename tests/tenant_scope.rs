@@ -82,6 +82,7 @@ async fn find_filters_orders_and_pages_within_the_tenant() {
         .await
         .unwrap();
     assert_eq!((page.total, page.page, page.per_page), (6, 1, 4));
+    assert_eq!((page.page_count(), page.has_next()), (2, false));
     assert_eq!(names(page.items), ["divides", "e"]);
     let first = s
         .find::<fg_test_case::Entity>()
