@@ -158,6 +158,10 @@ pub enum Error {
         context: Context,
     },
 
+    /// Applying or rolling back migrations failed (the error names the step).
+    #[error(transparent)]
+    Migration(#[from] flakeguard_migration::runner::MigrateError),
+
     /// The database refused or failed an operation.
     #[error("{context}: {source}")]
     Database {

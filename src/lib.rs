@@ -74,10 +74,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
         .map_err(|e| Error::database(Operation::Connect, e))
 }
 
-/// Applies every pending migration.
-pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
-    use flakeguard_migration::MigratorTrait;
-    flakeguard_migration::Migrator::up(db, None)
-        .await
-        .map_err(|e| Error::database(Operation::Migrate, e))
+/// Applies every pending migration, holding the migration lock so that concurrent migrators
+/// (several instances of an application starting at once) run one after the other. Returns the
+/// steps applied. Run it as the schema's owner, not as the application role.
+pub async fn migrate(db: &DatabaseConnection) -> Result<Vec<String>> {
+    Ok(flakeguard_migration::runner::up(db, None).await?)
 }

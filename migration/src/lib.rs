@@ -27,8 +27,10 @@
 //!    nothing while that is unset.
 //!
 //! Every step has a `down` that undoes exactly that step. Each step runs in its own transaction on
-//! PostgreSQL; the migrator takes no lock, so do not run two migrators against one database at
-//! once.
+//! PostgreSQL. Apply them through [`runner`] (or the binary), which holds an advisory lock so that
+//! two migrators started at once run one after the other, and names the step that failed;
+//! [`validate`] proves a live database holds the schema and adopts one built by another tool;
+//! [`catalog`] is the snapshot both compare.
 //!
 //! A step that has been released is never edited: a new change to the schema is a new module,
 //! named `mYYYYMMDD_HHMMSS_name`, appended to [`Migrator::migrations`].
@@ -36,12 +38,16 @@
 //! ```no_run
 //! use flakeguard_migration::{Migrator, MigratorTrait};
 //! # async fn run(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Result<(), flakeguard_migration::DbErr> {
-//! Migrator::up(db, None).await?; // apply every pending step
+//! flakeguard_migration::runner::up(db, None).await?; // apply every pending step, under the lock
 //! # Ok(())
 //! # }
 //! ```
 
 pub use sea_orm_migration::prelude::*;
+
+pub mod catalog;
+pub mod runner;
+pub mod validate;
 
 pub mod m20240824_000000_init;
 pub mod m20240824_000001_enhance_test_models_for_junit_ingestion;
