@@ -69,6 +69,14 @@ pub struct TableInfo {
     /// The rows of an organization as a condition on this table (`None` for global tables);
     /// see [`tenancy::TenantOwned::tenant_condition`].
     pub row_filter: fn(&str) -> Option<sea_orm::Condition>,
+    /// The entity's columns: name and definition (type, nullability), in declaration order.
+    pub columns: fn() -> Vec<(&'static str, sea_orm::ColumnDef)>,
+}
+
+/// The columns of entity `E`: name and definition, in declaration order.
+pub fn columns_of<E: sea_orm::EntityTrait>() -> Vec<(&'static str, sea_orm::ColumnDef)> {
+    use sea_orm::{ColumnTrait, IdenStatic, Iterable};
+    E::Column::iter().map(|c| (c.as_str(), c.def())).collect()
 }
 
 macro_rules! tables {
@@ -79,6 +87,7 @@ macro_rules! tables {
                 name: $name,
                 class: <$module::Entity as Tenancy>::CLASS,
                 row_filter: <$module::Entity as Tenancy>::row_filter,
+                columns: columns_of::<$module::Entity>,
             }),+
         ];
 
