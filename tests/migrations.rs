@@ -233,3 +233,383 @@ async fn flakeguard_app_is_granted_tables_created_after_the_migrations() {
         "the app may not rewrite the history"
     );
 }
+
+/// Up all, down all, up all: the same catalog as a single up, and down all leaves nothing but
+/// the migrator's own bookkeeping table.
+#[tokio::test]
+async fn up_down_up_round_trip_gives_the_catalog_of_a_single_up() {
+    use flakeguard_db::migration::runner;
+    let db = TestDatabase::empty().await.unwrap();
+    let conn = db.connect().await.unwrap();
+    runner::up(&conn, None).await.unwrap();
+    let once = read_catalog(&conn).await;
+    let undone = runner::reset(&conn).await.unwrap();
+    assert_eq!(undone.len(), 7);
+    let left: Vec<String> = conn
+        .query_all_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT c.relname::text AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'S', 'p')
+             UNION ALL SELECT typname::text FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+             WHERE n.nspname = 'public' AND t.typtype = 'e'",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", "t").unwrap())
+        .collect();
+    assert_eq!(left, ["seaql_migrations"]);
+    runner::up(&conn, None).await.unwrap();
+    let diffs = diff(&once, &read_catalog(&conn).await);
+    assert!(diffs.is_empty(), "{}", report(&diffs));
+}
+
+/// Rows for every table that exists after step `step` (1..=7), tagged `t` so that each step's
+/// rows are distinct.
+fn rows_at_step(step: usize, t: &str) -> String {
+    const WITH_ORG_FROM_5: [&str; 14] = [
+        "Installation",
+        "Repository",
+        "CheckRun",
+        "WorkflowRun",
+        "FlakeDetection",
+        "TestSuite",
+        "TestResult",
+        "FGRepository",
+        "FGWorkflowRun",
+        "FGTestCase",
+        "FGOccurrence",
+        "FGFlakeScore",
+        "FGQuarantineDecision",
+        "FGFailureCluster",
+    ];
+    // (table, created at step, columns, values)
+    let rows: [(&str, usize, &str, &str); 27] = [
+        (
+            "User",
+            1,
+            r#"id, email, "updatedAt""#,
+            "'u{t}', 'u{t}@example.com', now()",
+        ),
+        (
+            "Organization",
+            4,
+            r#"id, name, slug, "updatedAt""#,
+            "'org{t}', 'Org {t}', 'org{t}', now()",
+        ),
+        (
+            "Installation",
+            1,
+            r#"id, "githubInstallationId", "accountLogin", "accountId", "accountType", events, "updatedAt""#,
+            "'i{t}', {n}, 'acme', {n}, 'Organization', '{push}', now()",
+        ),
+        (
+            "Repository",
+            1,
+            r#"id, "githubId", "nodeId", name, "fullName", owner, "installationId", "updatedAt""#,
+            "'r{t}', {n}, 'N{t}', 'web', 'acme/web{t}', 'acme', 'i{t}', now()",
+        ),
+        (
+            "WorkflowRun",
+            1,
+            r#"id, "githubId", "headBranch", "headSha", status, "workflowId", "workflowName", "repositoryId", "installationId", "updatedAt""#,
+            "'wr{t}', {n}, 'main', 'abc', 'completed', {n}, 'ci', 'r{t}', 'i{t}', now()",
+        ),
+        (
+            "CheckRun",
+            1,
+            r#"id, "githubId", name, "headSha", status, "repositoryId", "installationId", "workflowRunId", output, "updatedAt""#,
+            r#"'cr{t}', {n}, 'tests', 'abc', 'completed', 'r{t}', 'i{t}', 'wr{t}', '{"summary": "{t}"}', now()"#,
+        ),
+        (
+            "WorkflowJob",
+            1,
+            r#"id, "githubId", name, status, "workflowRunId", "updatedAt""#,
+            "'wj{t}', {n}, 'unit', 'completed', 'wr{t}', now()",
+        ),
+        (
+            "Artifact",
+            1,
+            r#"id, "githubId", name, type, "sizeInBytes", url, "archiveDownloadUrl", "workflowRunId", "updatedAt", "expiresAt""#,
+            "'a{t}', {n}, 'junit', 'zip', 5000000000, 'https://x/a', 'https://x/a.zip', 'wr{t}', now(), now()",
+        ),
+        (
+            "TestSuite",
+            2,
+            r#"id, name, "repositoryId", "runId", "updatedAt""#,
+            "'ts{t}', 'unit', 'r{t}', 'run{t}', now()",
+        ),
+        (
+            "TestResult",
+            2,
+            r#"id, name, suite, "testFullName", status, time, "runId", "repositoryId", "testSuiteId", "checkRunId", "workflowJobId", "updatedAt""#,
+            "'tr{t}', 'adds', 'unit', 'math.adds', 'failed', 0.25, 'run{t}', 'r{t}', 'ts{t}', 'cr{t}', 'wj{t}', now()",
+        ),
+        (
+            "FlakeDetection",
+            1,
+            r#"id, "testName", "repositoryId", "installationId", "checkRunId", "updatedAt""#,
+            "'fd{t}', 'math.adds', 'r{t}', 'i{t}', 'cr{t}', now()",
+        ),
+        (
+            "Task",
+            1,
+            r#"id, title, "userId", "updatedAt""#,
+            "'t{t}', 'triage', 'u{t}', now()",
+        ),
+        (
+            "IngestionJob",
+            2,
+            r#"id, "workflowRunId", "repositoryId", "updatedAt""#,
+            "'ij{t}', 'wr{t}', 'r{t}', now()",
+        ),
+        (
+            "FGRepository",
+            3,
+            r#"id, owner, name, "installationId", "updatedAt""#,
+            "'fr{t}', 'acme', 'web{t}', 'i{t}', now()",
+        ),
+        (
+            "FGWorkflowRun",
+            3,
+            r#"id, "repoId", "runId", status, "updatedAt""#,
+            "'fw{t}', 'fr{t}', 'run{t}', 'completed', now()",
+        ),
+        (
+            "FGJob",
+            3,
+            r#"id, "runId", "jobId", name, status, "updatedAt""#,
+            "'fj{t}', 'fw{t}', 'job', 'unit', 'completed', now()",
+        ),
+        (
+            "FGTestCase",
+            3,
+            r#"id, "repoId", suite, "className", name, "updatedAt""#,
+            "'tc{t}', 'fr{t}', 'unit', 'Math', 'adds', now()",
+        ),
+        (
+            "FGOccurrence",
+            3,
+            r#"id, "testId", "runId", "jobId", status, "durationMs""#,
+            "'o{t}', 'tc{t}', 'fw{t}', 'fj{t}', 'failed', 12",
+        ),
+        (
+            "FGFlakeScore",
+            3,
+            r#""testId", score, "lastUpdatedAt""#,
+            "'tc{t}', 0.5, now()",
+        ),
+        (
+            "FGQuarantineDecision",
+            3,
+            r#"id, "testId", state, rationale, "updatedAt""#,
+            "'q{t}', 'tc{t}', 'ACTIVE', 'flaky', now()",
+        ),
+        (
+            "FGIssueLink",
+            3,
+            r#"id, "testId", url"#,
+            "'l{t}', 'tc{t}', 'https://x/{t}'",
+        ),
+        (
+            "FGFailureCluster",
+            3,
+            r#"id, "repoId", "failureMsgSignature", "testIds", "updatedAt""#,
+            "'fc{t}', 'fr{t}', 'sig', ARRAY['tc{t}'], now()",
+        ),
+        (
+            "_FGFailureClusterToFGTestCase",
+            3,
+            r#""A", "B""#,
+            "'fc{t}', 'tc{t}'",
+        ),
+        (
+            "OrganizationUser",
+            4,
+            r#"id, "orgId", "userId", "updatedAt""#,
+            "'ou{t}', 'org{t}', 'u{t}', now()",
+        ),
+        (
+            "Subscription",
+            4,
+            r#"id, "orgId", plan, status, "currentPeriodStart", "currentPeriodEnd", "updatedAt""#,
+            "'s{t}', 'org{t}', 'team', 'active', now(), now(), now()",
+        ),
+        (
+            "AuditLog",
+            4,
+            r#"id, "orgId", action, resource"#,
+            "'al{t}', 'org{t}', 'create', 'Organization'",
+        ),
+        (
+            "UsageMetric",
+            4,
+            r#"id, "orgId", "metricType", period, date, "updatedAt""#,
+            "'um{t}', 'org{t}', 'runs', 'day', now(), now()",
+        ),
+    ];
+    let n = (step as i64) * 1_000_000_000 + 7;
+    let mut sql = String::new();
+    for (table, from, cols, vals) in rows {
+        if step < from {
+            continue;
+        }
+        let (mut cols, mut vals) = (cols.to_owned(), vals.to_owned());
+        if step >= 5 && WITH_ORG_FROM_5.contains(&table) {
+            cols.push_str(r#", "orgId""#);
+            vals.push_str(", 'org{t}'");
+        }
+        if step >= 5 && table == "FGFlakeScore" {
+            cols.push_str(", id");
+            vals.push_str(", 'fs{t}'");
+        }
+        if step >= 2 && table == "FlakeDetection" {
+            cols.push_str(r#", "testResultId""#);
+            vals.push_str(", 'tr{t}'");
+        }
+        let vals = vals.replace("{t}", t).replace("{n}", &n.to_string());
+        sql.push_str(&format!(
+            r#"INSERT INTO "{table}" ({cols}) VALUES ({vals});"#
+        ));
+        sql.push('\n');
+    }
+    sql
+}
+
+/// Every row of every table, as JSON without the columns later steps add; a multiset.
+async fn every_row(conn: &DatabaseConnection) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in read_catalog(conn).await.tables.keys() {
+        out.extend(
+            all_rows(conn, std::slice::from_ref(t))
+                .await
+                .into_iter()
+                .flat_map(|(t, rows)| rows.into_iter().map(move |r| format!("{t} {r}"))),
+        );
+    }
+    out.sort();
+    out
+}
+
+/// A database that gets rows in every table at every step keeps every row and value through
+/// the upgrade to the latest step; rows from before step 5 land in the default organization.
+#[tokio::test]
+async fn rows_written_at_every_step_survive_every_later_step() {
+    use flakeguard_db::migration::runner;
+    let db = TestDatabase::empty().await.unwrap();
+    let conn = db.connect().await.unwrap();
+    let mut written: Vec<Vec<String>> = Vec::new();
+    for step in 1..=7 {
+        runner::up(&conn, Some(1)).await.unwrap();
+        conn.execute_unprepared(&rows_at_step(step, &format!("s{step}")))
+            .await
+            .unwrap_or_else(|e| panic!("rows at step {step}: {e}"));
+        written.push(every_row(&conn).await);
+    }
+    let tables = read_catalog(&conn).await.tables.len();
+    assert_eq!(tables, 27);
+    let last = every_row(&conn).await;
+    assert_eq!(
+        last.len(),
+        7 * 9 + 6 * 3 + 5 * 10 + 4 * 5 + 1,
+        "rows written (with the default organization)"
+    );
+    for (i, rows) in written.iter().enumerate() {
+        let missing: Vec<&String> = rows.iter().filter(|r| !last.contains(r)).collect();
+        assert!(
+            missing.is_empty(),
+            "rows written at step {} lost or changed: {missing:#?}",
+            i + 1
+        );
+    }
+    let misplaced = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            r#"SELECT count(*) AS n FROM "FGOccurrence"
+               WHERE ("orgId" = 'default-org-id') <> (id IN ('os3', 'os4'))"#,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(misplaced.try_get::<i64>("", "n").unwrap(), 0);
+}
+
+/// A step that fails part-way leaves the database as it was before that step, and the error
+/// names the step.
+#[tokio::test]
+async fn a_failing_step_changes_nothing_and_is_named() {
+    use flakeguard_db::migration::runner::{self, MigrateError};
+    let db = TestDatabase::empty().await.unwrap();
+    let conn = db.connect().await.unwrap();
+    runner::up(&conn, Some(4)).await.unwrap();
+    conn.execute_unprepared(&rows_at_step(4, "x"))
+        .await
+        .unwrap();
+    // Step 5 creates this index after it has altered a dozen other tables.
+    conn.execute_unprepared(
+        r#"CREATE INDEX "FGFailureCluster_orgId_idx" ON "FGFailureCluster" ("repoId")"#,
+    )
+    .await
+    .unwrap();
+    let before = read_catalog(&conn).await;
+    let rows = every_row(&conn).await;
+    let err = runner::up(&conn, None).await.unwrap_err();
+    match &err {
+        MigrateError::Step {
+            step, direction, ..
+        } => {
+            assert_eq!(
+                (step.as_str(), *direction),
+                ("m20240826_000001_add_flakeguard_models", "up")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("m20240826_000001_add_flakeguard_models"),
+        "{err}"
+    );
+    let diffs = diff(&before, &read_catalog(&conn).await);
+    assert!(
+        diffs.is_empty(),
+        "the failed step left changes:\n{}",
+        report(&diffs)
+    );
+    assert_eq!(every_row(&conn).await, rows);
+    assert_eq!(applied(&conn).await, STEPS[..4]);
+    conn.execute_unprepared(r#"DROP INDEX "FGFailureCluster_orgId_idx""#)
+        .await
+        .unwrap();
+    assert_eq!(runner::up(&conn, None).await.unwrap(), STEPS[4..]);
+}
+
+/// The entities and the migrated database agree column for column; a column missing on either
+/// side, or a type or nullability that differs, is reported.
+#[tokio::test]
+async fn entities_and_the_migrated_database_do_not_drift() {
+    use flakeguard_db::migration::validate::drift;
+    let db = TestDatabase::new().await.unwrap();
+    let conn = db.connect().await.unwrap();
+    let problems = drift(&read_catalog(&conn).await);
+    assert!(problems.is_empty(), "{problems:#?}");
+    conn.execute_unprepared(
+        r#"ALTER TABLE "FGOccurrence" DROP COLUMN "failureMessage";
+           ALTER TABLE "Repository" ADD COLUMN "archived" boolean;
+           ALTER TABLE "Artifact" ALTER COLUMN "sizeInBytes" TYPE integer;
+           ALTER TABLE "FGJob" ALTER COLUMN "conclusion" SET NOT NULL"#,
+    )
+    .await
+    .unwrap();
+    let mut problems = drift(&read_catalog(&conn).await);
+    problems.sort();
+    assert_eq!(
+        problems,
+        [
+            "drift: Artifact.sizeInBytes is bigint in the entity, integer in the database",
+            "drift: FGJob.conclusion is nullable in the entity, NOT NULL in the database",
+            "drift: FGOccurrence.failureMessage is in the entity but not in the database",
+            "drift: Repository.archived is in the database but not in the entity",
+        ]
+    );
+}
