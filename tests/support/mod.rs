@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use sea_orm::DatabaseConnection;
 
 pub mod tenants;
+pub mod workload;
 
 pub use flakeguard_db::migration::catalog::{
     Column, ForeignKey, Schema, Table, diff, normalize_default, without_security,

@@ -1,0 +1,383 @@
+//! A concurrent workload of scoped reads, writes and transactions over many organizations,
+//! with a ledger of what each task committed, rolled back or abandoned, and a final audit.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flakeguard_db::entity::{fg_repository, fg_test_case, organization};
+use flakeguard_db::sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, Set, Statement};
+use flakeguard_db::{Error, OrgId, TenantScope};
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub tasks: usize,
+    pub ops_per_task: usize,
+    pub seed: u64,
+}
+
+/// One organization of the run, with its repository.
+#[derive(Debug, Clone)]
+pub struct Org {
+    pub id: OrgId,
+    pub repo: String,
+}
+
+/// What the tasks did, and everything they saw that they should not have.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Rows committed, by id, with their organization.
+    pub committed: HashMap<String, OrgId>,
+    /// Rows deleted after they were committed.
+    pub deleted: HashSet<String>,
+    /// Rows whose transaction failed on purpose or was dropped: they must not exist.
+    pub absent: HashSet<String>,
+    /// Operations that failed with an error (allowed in some runs, e.g. across a restart).
+    pub errors: Vec<String>,
+    /// Isolation failures: any entry fails the run.
+    pub violations: Vec<String>,
+    pub ops: usize,
+}
+
+/// Creates `n` organizations, each with a repository, through their scopes.
+pub async fn orgs(app: &DatabaseConnection, n: usize, prefix: &str) -> Vec<Org> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let id = OrgId::new(format!("{prefix}-{i}")).unwrap();
+        let scope = TenantScope::new(app.clone(), id.clone());
+        scope
+            .insert(organization::ActiveModel {
+                name: Set(format!("Org {i}")),
+                slug: Set(format!("{prefix}-{i}")),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let repo = scope
+            .insert(fg_repository::ActiveModel {
+                owner: Set(format!("owner-{i}")),
+                name: Set("web".into()),
+                installation_id: Set(format!("inst-{i}")),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        out.push(Org { id, repo: repo.id });
+    }
+    out
+}
+
+fn case(org: &Org, id: &str, name: String) -> fg_test_case::ActiveModel {
+    fg_test_case::ActiveModel {
+        id: Set(id.to_owned()),
+        repo_id: Set(org.repo.clone()),
+        suite: Set("load".into()),
+        name: Set(name),
+        ..Default::default()
+    }
+}
+
+/// Runs the workload: `cfg.tasks` concurrent tasks on `pool`, each doing `cfg.ops_per_task`
+/// random operations for random organizations. When `tolerate_errors` is false, any error
+/// other than a deliberate one is a violation.
+pub async fn run(
+    pool: &DatabaseConnection,
+    orgs: &[Org],
+    cfg: Config,
+    tolerate_errors: bool,
+) -> Ledger {
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let orgs = Arc::new(orgs.to_vec());
+    let mut handles = Vec::new();
+    for task in 0..cfg.tasks {
+        let (pool, orgs, ledger) = (pool.clone(), orgs.clone(), ledger.clone());
+        let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(task as u64);
+        handles.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            for op in 0..cfg.ops_per_task {
+                one_op(&pool, &orgs, &ledger, &mut rng, task, op, tolerate_errors).await;
+            }
+        }));
+    }
+    for h in handles {
+        if let Err(e) = h.await {
+            ledger
+                .lock()
+                .unwrap()
+                .violations
+                .push(format!("a task panicked: {e}"));
+        }
+    }
+    Arc::try_unwrap(ledger).unwrap().into_inner().unwrap()
+}
+
+fn record_error(ledger: &Mutex<Ledger>, what: &str, e: &Error, tolerate: bool) {
+    let mut l = ledger.lock().unwrap();
+    if matches!(e, Error::TenantDenied { .. }) || !tolerate {
+        l.violations.push(format!("{what}: unexpected error: {e}"));
+    } else {
+        l.errors.push(format!("{what}: {e}"));
+    }
+}
+
+async fn one_op(
+    pool: &DatabaseConnection,
+    orgs: &[Org],
+    ledger: &Mutex<Ledger>,
+    rng: &mut fastrand::Rng,
+    task: usize,
+    op: usize,
+    tolerate: bool,
+) {
+    let org = &orgs[rng.usize(..orgs.len())];
+    let scope = TenantScope::new(pool.clone(), org.id.clone());
+    let own_rows = |ledger: &Mutex<Ledger>| -> Vec<String> {
+        let l = ledger.lock().unwrap();
+        l.committed
+            .iter()
+            .filter(|(id, o)| **o == org.id && !l.deleted.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    ledger.lock().unwrap().ops += 1;
+    match rng.u8(..8) {
+        0 => match scope.find::<fg_test_case::Entity>().all().await {
+            Ok(rows) => {
+                for r in rows {
+                    let stamp_ok = r
+                        .owner_team
+                        .as_deref()
+                        .is_none_or(|t| t.starts_with(&format!("{}:", org.id)));
+                    if r.org_id != org.id.as_str() || !stamp_ok {
+                        ledger.lock().unwrap().violations.push(format!(
+                            "task {task} as {} saw row {} of {} (owner {:?})",
+                            org.id, r.id, r.org_id, r.owner_team
+                        ));
+                    }
+                }
+            }
+            Err(e) => record_error(ledger, "read", &e, tolerate),
+        },
+        1 => {
+            let id = flakeguard_db::entity::stamps::new_id();
+            match scope.insert(case(org, &id, format!("t{task}-{op}"))).await {
+                Ok(row) => {
+                    if row.org_id != org.id.as_str() {
+                        ledger
+                            .lock()
+                            .unwrap()
+                            .violations
+                            .push(format!("insert stored {} for {}", row.org_id, org.id));
+                    }
+                    ledger.lock().unwrap().committed.insert(id, org.id.clone());
+                }
+                // A failed insert (e.g. across a restart) may or may not have committed.
+                Err(e) => record_error(ledger, "insert", &e, tolerate),
+            }
+        }
+        2 => {
+            let mine = own_rows(ledger);
+            if mine.is_empty() {
+                return;
+            }
+            let id = mine[rng.usize(..mine.len())].clone();
+            let change = fg_test_case::ActiveModel {
+                id: Set(id),
+                owner_team: Set(Some(format!("{}:{task}:{op}", org.id))),
+                ..Default::default()
+            };
+            match scope.update(change).await {
+                Ok(row) if row.org_id != org.id.as_str() => {
+                    ledger
+                        .lock()
+                        .unwrap()
+                        .violations
+                        .push(format!("update returned a row of {}", row.org_id));
+                }
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => record_error(ledger, "update", &e, tolerate),
+            }
+        }
+        3 => {
+            let mine = own_rows(ledger);
+            if mine.is_empty() {
+                return;
+            }
+            let id = mine[rng.usize(..mine.len())].clone();
+            match scope.delete::<fg_test_case::Entity, _>(id.clone()).await {
+                Ok(()) => {
+                    ledger.lock().unwrap().deleted.insert(id);
+                }
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => record_error(ledger, "delete", &e, tolerate),
+            }
+        }
+        4 | 5 => {
+            // Several statements atomically; a third of them fail on purpose at the end.
+            let ids: Vec<String> = (0..3)
+                .map(|_| flakeguard_db::entity::stamps::new_id())
+                .collect();
+            let fail = rng.u8(..3) == 0;
+            let (o, rows) = (org.clone(), ids.clone());
+            let result = scope
+                .transaction(move |tx| {
+                    Box::pin(async move {
+                        for (i, id) in rows.iter().enumerate() {
+                            tx.insert(case(&o, id, format!("tx{task}-{op}-{i}")))
+                                .await?;
+                        }
+                        let stamp = fg_test_case::ActiveModel {
+                            owner_team: Set(Some(format!("{}:{task}:{op}", o.id))),
+                            ..Default::default()
+                        };
+                        tx.update_many(stamp, fg_test_case::Column::Id.is_in(rows.clone()))
+                            .await?;
+                        if fail {
+                            return Err(Error::Config("deliberate failure".into()));
+                        }
+                        Ok(())
+                    })
+                })
+                .await;
+            let mut l = ledger.lock().unwrap();
+            match result {
+                Ok(()) => ids.into_iter().for_each(|id| {
+                    l.committed.insert(id, org.id.clone());
+                }),
+                Err(Error::Config(_)) => l.absent.extend(ids),
+                Err(e) => {
+                    drop(l);
+                    record_error(ledger, "transaction", &e, tolerate);
+                }
+            }
+        }
+        6 => {
+            // Dropped mid-transaction: its rows must never appear.
+            let ids: Vec<String> = (0..2)
+                .map(|_| flakeguard_db::entity::stamps::new_id())
+                .collect();
+            let (o, rows) = (org.clone(), ids.clone());
+            let work = scope.transaction(move |tx| {
+                Box::pin(async move {
+                    for (i, id) in rows.iter().enumerate() {
+                        tx.insert(case(&o, id, format!("drop{task}-{op}-{i}")))
+                            .await?;
+                    }
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok::<_, Error>(())
+                })
+            });
+            let limit = Duration::from_millis(rng.u64(1..40));
+            match tokio::time::timeout(limit, work).await {
+                Err(_) => ledger.lock().unwrap().absent.extend(ids),
+                Ok(r) => ledger
+                    .lock()
+                    .unwrap()
+                    .violations
+                    .push(format!("a sleeping transaction finished: {r:?}")),
+            }
+        }
+        _ => {
+            // Reach for another organization's row by id.
+            let other = &orgs[rng.usize(..orgs.len())];
+            if other.id == org.id {
+                return;
+            }
+            let theirs: Option<String> = {
+                let l = ledger.lock().unwrap();
+                l.committed
+                    .iter()
+                    .find(|(_, o)| **o == other.id)
+                    .map(|(id, _)| id.clone())
+            };
+            let Some(id) = theirs else { return };
+            match scope
+                .find_by_id::<fg_test_case::Entity, _>(id.clone())
+                .await
+            {
+                Ok(None) => {}
+                Ok(Some(r)) => ledger
+                    .lock()
+                    .unwrap()
+                    .violations
+                    .push(format!("{} found {}'s row {}", org.id, r.org_id, r.id)),
+                Err(e) => record_error(ledger, "cross read", &e, tolerate),
+            }
+            let change = fg_test_case::ActiveModel {
+                id: Set(id.clone()),
+                owner_team: Set(Some(format!("{}:{task}:{op}", org.id))),
+                ..Default::default()
+            };
+            match scope.update(change).await {
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => record_error(ledger, "cross update", &e, tolerate),
+                Ok(r) => ledger
+                    .lock()
+                    .unwrap()
+                    .violations
+                    .push(format!("{} updated {}'s row {}", org.id, r.org_id, r.id)),
+            }
+            match scope.delete::<fg_test_case::Entity, _>(id.clone()).await {
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => record_error(ledger, "cross delete", &e, tolerate),
+                Ok(()) => ledger
+                    .lock()
+                    .unwrap()
+                    .violations
+                    .push(format!("{} deleted another's row {id}", org.id)),
+            }
+        }
+    }
+}
+
+/// Audits the end state as the superuser: every committed row present with its organization
+/// (unless deleted), every rolled-back or abandoned row absent, every owner stamp from the row's
+/// own organization. Returns the violations.
+pub async fn audit(admin: &DatabaseConnection, ledger: &Ledger) -> Vec<String> {
+    let rows = admin
+        .query_all_raw(Statement::from_string(
+            admin.get_database_backend(),
+            r#"SELECT id, "orgId" AS org, coalesce("ownerTeam", '') AS owner FROM "FGTestCase" WHERE suite = 'load'"#,
+        ))
+        .await
+        .unwrap();
+    let stored: HashMap<String, (String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "id").unwrap(),
+                (
+                    r.try_get::<String>("", "org").unwrap(),
+                    r.try_get::<String>("", "owner").unwrap(),
+                ),
+            )
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (id, org) in &ledger.committed {
+        match stored.get(id) {
+            None if ledger.deleted.contains(id) => {}
+            None => out.push(format!("committed row {id} of {org} is missing")),
+            Some((stored_org, _)) if stored_org != org.as_str() => {
+                out.push(format!("row {id} of {org} is stored for {stored_org}"))
+            }
+            Some(_) if ledger.deleted.contains(id) => {
+                out.push(format!("deleted row {id} still exists"))
+            }
+            Some(_) => {}
+        }
+    }
+    for id in &ledger.absent {
+        if stored.contains_key(id) {
+            out.push(format!("rolled-back or abandoned row {id} exists"));
+        }
+    }
+    for (id, (org, owner)) in &stored {
+        if !owner.is_empty() && !owner.starts_with(&format!("{org}:")) {
+            out.push(format!("row {id} of {org} was stamped by {owner}"));
+        }
+    }
+    out
+}
