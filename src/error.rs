@@ -42,6 +42,8 @@ pub enum Operation {
     Upsert,
     /// Raw SQL run inside a scope.
     Raw,
+    /// Turning caller input (JSON) into a row.
+    Parse,
     /// Administration of databases (test support).
     Admin,
 }
@@ -63,6 +65,7 @@ impl fmt::Display for Operation {
             Operation::DeleteMany => "delete many",
             Operation::Upsert => "upsert",
             Operation::Raw => "raw sql",
+            Operation::Parse => "parse",
             Operation::Admin => "admin",
         })
     }
@@ -100,6 +103,51 @@ impl fmt::Display for Context {
             write!(f, " for tenant {tenant}")?;
         }
         Ok(())
+    }
+}
+
+/// Why the database refused a row ([`Error::Rejected`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// A NOT NULL column got no value (SQLSTATE 23502).
+    MissingValue,
+    /// A unique constraint or primary key already holds the value (23505).
+    Duplicate,
+    /// A foreign key names a row that does not exist (23503).
+    MissingReference,
+    /// A value of the wrong form: an unknown enum label, malformed JSON, a number out of range
+    /// (class 22, and check constraints, 23514).
+    InvalidValue,
+    /// Row-level security refused the row (42501): it belongs to another tenant, or points at
+    /// another tenant's row, or no tenant is set.
+    RowLevelSecurity,
+}
+
+impl Rejection {
+    /// The kind of a PostgreSQL error code, if it is one of these.
+    pub fn from_sql_state(code: &str) -> Option<Rejection> {
+        Some(match code {
+            "23502" => Rejection::MissingValue,
+            "23505" => Rejection::Duplicate,
+            "23503" => Rejection::MissingReference,
+            "23514" => Rejection::InvalidValue,
+            "42501" => Rejection::RowLevelSecurity,
+            c if c.starts_with("22") => Rejection::InvalidValue,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Rejection::MissingValue => "missing value",
+            Rejection::Duplicate => "duplicate",
+            Rejection::MissingReference => "missing reference",
+            Rejection::InvalidValue => "invalid value",
+            Rejection::RowLevelSecurity => "row-level security",
+        })
     }
 }
 
@@ -148,6 +196,21 @@ pub enum Error {
         context: Context,
         /// What is wrong with it.
         reason: String,
+    },
+
+    /// The database refused a row: a required value missing, a duplicate key, a reference to a
+    /// row that does not exist, a malformed value, or row-level security. Nothing was written.
+    #[error("{context}: rejected ({kind}): {message}")]
+    Rejected {
+        /// The tenant, table and operation.
+        context: Context,
+        /// Which rule refused the row.
+        kind: Rejection,
+        /// PostgreSQL's message and detail (they quote only what the caller sent).
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: DbErr,
     },
 
     /// A transaction's scope was still in use (cloned and kept) when the transaction ended; it
@@ -216,6 +279,7 @@ impl Error {
             | Error::UnknownOrganization { context }
             | Error::InvalidInput { context, .. }
             | Error::TransactionInUse { context }
+            | Error::Rejected { context, .. }
             | Error::Database { context, .. } => Some(context),
             _ => None,
         }
@@ -224,7 +288,15 @@ impl Error {
     /// The driver error behind this error, if there is one.
     pub fn db_err(&self) -> Option<&DbErr> {
         match self {
-            Error::Database { source, .. } => Some(source),
+            Error::Database { source, .. } | Error::Rejected { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Why the database refused the row, for [`Error::Rejected`].
+    pub fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Error::Rejected { kind, .. } => Some(*kind),
             _ => None,
         }
     }

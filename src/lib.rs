@@ -57,7 +57,7 @@ mod tenant_scope;
 pub mod testing;
 
 pub use cross_tenant::CrossTenant;
-pub use error::{Context, Error, Operation, Result};
+pub use error::{Context, Error, Operation, Rejection, Result};
 pub use flakeguard_entity as entity;
 pub use flakeguard_migration as migration;
 pub use global::GlobalTables;

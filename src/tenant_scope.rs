@@ -86,20 +86,28 @@ enum Unit<'a> {
     Shared(&'a DatabaseTransaction),
     /// A transaction (or savepoint) of this operation's own.
     Own(DatabaseTransaction),
+    /// A read-only transaction of this operation's own: it has nothing to commit, so it ends
+    /// with a rollback that is queued, not waited for (see [`TenantScope::unit`]).
+    Read(DatabaseTransaction),
 }
 
 impl Unit<'_> {
     fn conn(&self) -> &DatabaseTransaction {
         match self {
             Unit::Shared(tx) => tx,
-            Unit::Own(tx) => tx,
+            Unit::Own(tx) | Unit::Read(tx) => tx,
         }
     }
 
-    /// Commits a transaction of the operation's own; nothing for a shared one.
+    /// Commits a transaction of the operation's own; nothing for a shared one; for a read, the
+    /// rollback is queued on the connection (dropping the transaction).
     async fn finish(self, scope: &TenantScope, ctx: &Context) -> Result<()> {
         match self {
             Unit::Shared(_) => Ok(()),
+            Unit::Read(tx) => {
+                drop(tx);
+                Ok(())
+            }
             Unit::Own(tx) => tx.commit().await.map_err(|e| {
                 let mut c = ctx.clone();
                 c.operation = Operation::Commit;
@@ -156,12 +164,25 @@ impl TenantScope {
         if matches!(err, DbErr::RecordNotUpdated | DbErr::RecordNotFound(_)) {
             return Error::NotFound { context: ctx };
         }
-        if let Some(pg) = pg_error(&err)
-            && pg.code() == "23503"
-            && pg.constraint().is_some_and(|c| c.ends_with("_orgId_fkey"))
-            && pg.message().contains("insert or update")
-        {
-            return Error::UnknownOrganization { context: ctx };
+        if let Some(pg) = pg_error(&err) {
+            if pg.code() == "23503"
+                && pg.constraint().is_some_and(|c| c.ends_with("_orgId_fkey"))
+                && pg.message().contains("insert or update")
+            {
+                return Error::UnknownOrganization { context: ctx };
+            }
+            if let Some(kind) = crate::Rejection::from_sql_state(pg.code()) {
+                let message = match pg.detail() {
+                    Some(detail) => format!("{} ({detail})", pg.message()),
+                    None => pg.message().to_owned(),
+                };
+                return Error::Rejected {
+                    context: ctx,
+                    kind,
+                    message,
+                    source: err,
+                };
+            }
         }
         Error::Database {
             context: ctx,
@@ -171,9 +192,19 @@ impl TenantScope {
 
     /// This scope's transaction for one operation: the open one, or a new one bound to the
     /// tenant, committed by [`Unit::finish`] and rolled back if dropped unfinished.
+    ///
+    /// A read ([`Operation::Find`], [`Operation::Count`]) on the pool does not wait for a
+    /// COMMIT: its transaction wrote nothing, so it ends with a ROLLBACK that the driver queues
+    /// on the connection and sends, and waits for, when the connection goes back to the pool
+    /// (sqlx tests a returned connection with a ping, which flushes it) or at the latest before
+    /// the connection's next statement. The tenant setting is transaction-local either way, so
+    /// nothing of it outlives the read. That saves the read one round trip of its own.
     async fn unit(&self, ctx: &Context) -> Result<Unit<'_>> {
         Ok(match &self.conn {
             Conn::Tx(tx) => Unit::Shared(tx),
+            Conn::Pool(db) if matches!(ctx.operation, Operation::Find | Operation::Count) => {
+                Unit::Read(self.begin(db, ctx).await?)
+            }
             Conn::Pool(db) => Unit::Own(self.begin(db, ctx).await?),
         })
     }
@@ -570,6 +601,72 @@ impl TenantScope {
         };
         unit.finish(self, &ctx).await?;
         Ok(model)
+    }
+
+    /// Builds a row of `A` from JSON text, such as a request body: an object whose keys are the
+    /// model's field names (`"repo_id"`); absent keys stay unset. Malformed JSON, a value of the
+    /// wrong type or an unknown enum label is [`Error::InvalidInput`] naming what is wrong.
+    /// Nothing is sent to the database; insert or update the row afterwards.
+    pub fn row_from_json<A>(&self, json: &str) -> Result<A>
+    where
+        A: ActiveModelTrait + sea_orm::TryIntoModel<<A::Entity as EntityTrait>::Model>,
+        A::Entity: TenantOwned,
+        <A::Entity as EntityTrait>::Model:
+            IntoActiveModel<A> + serde::de::DeserializeOwned + serde::Serialize,
+    {
+        let ctx = self.ctx_for::<A::Entity>(Operation::Parse);
+        let invalid = |reason: String| Error::InvalidInput {
+            context: ctx.clone(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
+        let serde_json::Value::Object(object) = value else {
+            return Err(invalid("expected a JSON object".to_owned()));
+        };
+        // SeaORM fills absent keys with placeholder values before deserializing, and its
+        // placeholder for a NOT NULL timestamp does not parse; give those absent keys a valid
+        // one, and mark them unset again afterwards.
+        let with_placeholders = |mut object: serde_json::Map<String, serde_json::Value>| {
+            let mut absent = Vec::new();
+            for col in <A::Entity as EntityTrait>::Column::iter() {
+                let def = col.def();
+                if !object.contains_key(col.json_key())
+                    && !def.is_null()
+                    && matches!(
+                        def.get_column_type(),
+                        sea_orm::ColumnType::TimestampWithTimeZone
+                    )
+                {
+                    object.insert(col.json_key().to_owned(), "1970-01-01T00:00:00Z".into());
+                    absent.push(col);
+                }
+            }
+            (serde_json::Value::Object(object), absent)
+        };
+        let reason = |e: DbErr| match e {
+            DbErr::Json(reason) | DbErr::Type(reason) | DbErr::Custom(reason) => reason,
+            other => other.to_string(),
+        };
+        let (value, absent) = with_placeholders(object.clone());
+        match A::from_json(value) {
+            Ok(mut row) => {
+                for col in absent {
+                    row.not_set(col);
+                }
+                Ok(row)
+            }
+            Err(e) => {
+                // Name the field, which the deserializer's message does not: try each key alone.
+                for (key, v) in object {
+                    let alone = serde_json::Map::from_iter([(key.clone(), v)]);
+                    if let Err(e) = A::from_json(with_placeholders(alone).0) {
+                        return Err(invalid(format!("field \"{key}\": {}", reason(e))));
+                    }
+                }
+                Err(invalid(reason(e)))
+            }
+        }
     }
 
     // ------------------------------------------------------------------ raw

@@ -1,4 +1,5 @@
-//! The three PostgreSQL enum types, value for value in the database's order.
+//! The three PostgreSQL enum types, value for value in the database's order. In JSON (serde)
+//! they use the database's labels too (`"IN_PROGRESS"`).
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
     Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]
 #[sea_orm(rs_type = "String", db_type = "Enum", enum_name = "TaskStatus")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
     /// `PENDING` (the default).
     #[sea_orm(string_value = "PENDING")]
@@ -28,6 +30,7 @@ pub enum TaskStatus {
     Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]
 #[sea_orm(rs_type = "String", db_type = "Enum", enum_name = "Priority")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Priority {
     /// `LOW`.
     #[sea_orm(string_value = "LOW")]
@@ -48,6 +51,7 @@ pub enum Priority {
     Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]
 #[sea_orm(rs_type = "String", db_type = "Enum", enum_name = "FGQuarantineState")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FgQuarantineState {
     /// `PROPOSED` (the default).
     #[sea_orm(string_value = "PROPOSED")]
@@ -64,4 +68,26 @@ pub enum FgQuarantineState {
     /// `RESOLVED`.
     #[sea_orm(string_value = "RESOLVED")]
     Resolved,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{ActiveEnum, Iterable};
+
+    /// JSON and the database spell every value the same way.
+    #[test]
+    fn json_uses_the_database_labels() {
+        fn check<E: ActiveEnum<Value = String> + Iterable + Serialize>() {
+            for v in E::iter() {
+                assert_eq!(
+                    serde_json::to_value(&v).unwrap(),
+                    serde_json::json!(v.to_value())
+                );
+            }
+        }
+        check::<TaskStatus>();
+        check::<Priority>();
+        check::<FgQuarantineState>();
+    }
 }
