@@ -16,6 +16,9 @@
 //!
 //! A database whose test panicked is kept (its name is printed) so that it can be inspected.
 //!
+//! [`TestDatabase::restart_server`] stops the throwaway server and starts it again on the same
+//! port and data directory, for tests of what happens when the database goes away.
+//!
 //! ```no_run
 //! # async fn demo() -> flakeguard_db::Result<()> {
 //! let db = flakeguard_db::testing::TestDatabase::new().await?;
@@ -32,12 +35,14 @@
 //! root through `setpriv`, and tie the server's life to the test process. That tie is a small
 //! shell supervisor whose standard input is a pipe from this process: when the process ends for
 //! any reason the pipe closes, and the supervisor stops the server and deletes its directory.
-//! A `static` server could not do this itself, since statics are never dropped.
+//! A `static` server could not do this itself, since statics are never dropped. The same pipe
+//! carries the one command the supervisor knows, `restart`, which it acknowledges on its
+//! standard output.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -56,6 +61,9 @@ pub const PLATFORM_ROLE: &str = "flakeguard_test_platform";
 
 /// How long a throwaway server may take to accept connections.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the supervisor may take to stop the server and start it again.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A fresh database on a PostgreSQL server, dropped when this value is dropped.
 #[derive(Debug)]
@@ -159,6 +167,59 @@ impl TestDatabase {
         Database::connect(&self.url)
             .await
             .map_err(|e| Error::database(Operation::Connect, e))
+    }
+
+    /// Restarts the throwaway server: stops it (a fast shutdown: open connections are
+    /// terminated, committed transactions are written out by the shutdown checkpoint), starts it
+    /// again on the same port and data directory, and returns once it accepts connections.
+    /// Every database survives, with its rows; every open connection, of any pool, is broken.
+    ///
+    /// The server is shared by every test of the process, so a test that restarts it belongs
+    /// in a test binary (a file of `tests/`) of its own.
+    ///
+    /// Returns [`Error::Config`] when `DATABASE_URL` is set: the server is someone else's.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> flakeguard_db::Result<()> {
+    /// let db = flakeguard_db::testing::TestDatabase::new().await?;
+    /// let pool = db.connect_as_app().await?;
+    /// // ... operations in flight on `pool` fail while the server is down ...
+    /// db.restart_server().await?;
+    /// // ... and `pool` serves new ones again, on fresh connections.
+    /// # Ok(()) }
+    /// ```
+    pub async fn restart_server(&self) -> Result<()> {
+        if self.server.supervisor.is_none() {
+            return Err(Error::Config(
+                "cannot restart the server of DATABASE_URL; restart_server works on the \
+                 throwaway server only (unset DATABASE_URL)"
+                    .to_owned(),
+            ));
+        }
+        let server = Arc::clone(&self.server);
+        let exchange = tokio::task::spawn_blocking(move || match &server.supervisor {
+            Some(supervisor) => supervisor.restart(),
+            None => Ok(()),
+        });
+        match tokio::time::timeout(RESTART_TIMEOUT, exchange).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(e)) => {
+                return Err(Error::TestServer {
+                    message: format!("server restart task failed: {e}"),
+                    source: None,
+                });
+            }
+            Err(_) => {
+                return Err(Error::TestServer {
+                    message: format!(
+                        "the supervisor did not restart the server within {}s",
+                        RESTART_TIMEOUT.as_secs()
+                    ),
+                    source: None,
+                });
+            }
+        }
+        self.server.wait_until_ready().await
     }
 }
 
@@ -378,16 +439,29 @@ struct Supervisor {
     url: String,
     /// The server's log file, quoted in start-up errors.
     log: PathBuf,
-    /// The supervisor's standard input: closing it (at process exit) stops the server.
-    _lifeline: ChildStdin,
+    /// The supervisor's pipes. Its standard input is the lifeline: closing it (at process exit)
+    /// stops the server. A `restart` line sent on it is acknowledged on its standard output.
+    pipes: Mutex<SupervisorPipes>,
     _child: Child,
 }
 
-/// Starts initdb and postgres, then waits for this process's end (EOF on stdin) to stop the
-/// server and remove the directory. Arguments: $1 directory, $2 bin dir, $3 port, $4 "root" if
-/// the server must run as the postgres OS user.
+#[derive(Debug)]
+struct SupervisorPipes {
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// Starts initdb and postgres, then reads commands on stdin until this process's end (EOF) to
+/// stop the server and remove the directory. The one command is `restart`: stop postgres (fast
+/// shutdown, which ends with a checkpoint) and start it again on the same port and data
+/// directory, then print `restarted PID`. Arguments: $1 directory, $2 bin dir, $3 port, $4
+/// "root" if the server must run as the postgres OS user.
+///
+/// SIGPIPE is ignored so that an acknowledgement written after this process died cannot kill
+/// the supervisor before it has cleaned up.
 const SUPERVISOR_SCRIPT: &str = r#"
 dir=$1; bin=$2; port=$3; as=
+trap '' PIPE
 if [ "$4" = root ]; then
   chown -R postgres: "$dir"
   as="setpriv --reuid=postgres --regid=postgres --init-groups --"
@@ -397,12 +471,27 @@ if ! $as "$bin/initdb" -D "$dir/data" -U postgres -A trust -N -E UTF8 --locale=C
   rm -rf "$dir"
   exit 1
 fi
-$as "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" -c listen_addresses=127.0.0.1 \
-  -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
-  >"$dir/server.log" 2>&1 &
-pid=$!
+start() {
+  $as "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" -c listen_addresses=127.0.0.1 \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
+    >>"$dir/server.log" 2>&1 &
+  pid=$!
+}
+start
 echo "started $pid"
-cat >/dev/null
+while read -r command; do
+  case "$command" in
+    restart)
+      kill -INT "$pid" 2>/dev/null
+      wait "$pid"
+      start
+      echo "restarted $pid"
+      ;;
+    *)
+      echo "unknown command: $command"
+      ;;
+  esac
+done
 kill -INT "$pid" 2>/dev/null
 wait "$pid"
 rm -rf "$dir"
@@ -446,8 +535,9 @@ impl Supervisor {
                 source: None,
             });
         };
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
+        stdout
             .read_line(&mut line)
             .map_err(|e| io_error("cannot read from the supervisor", e))?;
         if !line.starts_with("started") {
@@ -461,17 +551,44 @@ impl Supervisor {
                 source: None,
             });
         }
-        let mut lifeline = stdin;
-        // Nothing is ever written; a flush only proves the pipe is open.
-        lifeline
+        let mut stdin = stdin;
+        // A flush proves the pipe is open.
+        stdin
             .flush()
             .map_err(|e| io_error("supervisor pipe closed", e))?;
         Ok(Supervisor {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             log: dir.join("server.log"),
-            _lifeline: lifeline,
+            pipes: Mutex::new(SupervisorPipes { stdin, stdout }),
             _child: child,
         })
+    }
+
+    /// Asks the supervisor to restart the server and waits for its acknowledgement (not for
+    /// the server to accept connections). Blocking: call it off the async runtime.
+    fn restart(&self) -> Result<()> {
+        // One exchange at a time: concurrent restarts run one after the other.
+        let mut pipes = lock(&self.pipes);
+        pipes
+            .stdin
+            .write_all(b"restart\n")
+            .and_then(|()| pipes.stdin.flush())
+            .map_err(|e| io_error("cannot send restart to the supervisor", e))?;
+        let mut line = String::new();
+        let read = pipes
+            .stdout
+            .read_line(&mut line)
+            .map_err(|e| io_error("cannot read the supervisor's reply", e))?;
+        if read == 0 || !line.starts_with("restarted") {
+            return Err(Error::TestServer {
+                message: format!(
+                    "the supervisor did not restart the server (it answered {:?})",
+                    line.trim()
+                ),
+                source: None,
+            });
+        }
+        Ok(())
     }
 }
 
