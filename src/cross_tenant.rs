@@ -1,6 +1,6 @@
 //! [`CrossTenant`]: explicit access across organizations, for maintenance and platform reports.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 
 use crate::error::{Context, Operation};
 use crate::{Error, OrgId, Result, TenantScope};
@@ -41,12 +41,20 @@ impl CrossTenant {
 
     /// Wraps an existing pool, after checking that its role bypasses row-level security.
     pub async fn new(db: DatabaseConnection) -> Result<Self> {
-        let row = db
+        // In a transaction, like every statement of the crate, to work behind PgBouncer.
+        let tx = db
+            .begin()
+            .await
+            .map_err(|e| Error::database(Operation::Connect, e))?;
+        let row = tx
             .query_one_raw(Statement::from_string(
                 db.get_database_backend(),
                 "SELECT rolname::text AS name, (rolbypassrls OR rolsuper) AS bypass \
                  FROM pg_roles WHERE rolname = current_user",
             ))
+            .await
+            .map_err(|e| Error::database(Operation::Connect, e))?;
+        tx.commit()
             .await
             .map_err(|e| Error::database(Operation::Connect, e))?;
         let (name, bypass) = match row {
@@ -78,21 +86,23 @@ impl CrossTenant {
 
     /// The ids of every organization.
     pub async fn organization_ids(&self) -> Result<Vec<OrgId>> {
-        let rows = self
-            .db
+        let fail = |e| Error::Database {
+            context: Context {
+                operation: Operation::Find,
+                tenant: None,
+                table: Some("Organization"),
+            },
+            source: e,
+        };
+        let tx = self.db.begin().await.map_err(fail)?;
+        let rows = tx
             .query_all_raw(Statement::from_string(
                 self.db.get_database_backend(),
                 r#"SELECT id FROM "Organization" ORDER BY id"#,
             ))
             .await
-            .map_err(|e| Error::Database {
-                context: Context {
-                    operation: Operation::Find,
-                    tenant: None,
-                    table: Some("Organization"),
-                },
-                source: e,
-            })?;
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
         rows.iter()
             .map(|r| {
                 let id: String = r

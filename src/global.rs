@@ -3,8 +3,9 @@
 use flakeguard_entity::stamps::Stamped;
 use flakeguard_entity::tenancy::Global;
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, DbErr, EntityName, EntityTrait,
-    IntoActiveModel, PaginatorTrait, PrimaryKeyTrait, Select,
+    ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityName, EntityTrait, IntoActiveModel, PaginatorTrait, PrimaryKeyTrait, Select,
+    TransactionTrait,
 };
 
 use crate::error::{Context, Operation};
@@ -33,6 +34,9 @@ use crate::{Error, Result};
 ///     .await?;
 /// # Ok(()) }
 /// ```
+///
+/// Like a scope's, every statement runs in a transaction of its own (no tenant is set), so that
+/// the handle works behind PgBouncer in transaction mode too.
 #[derive(Debug, Clone)]
 pub struct GlobalTables {
     db: DatabaseConnection,
@@ -59,20 +63,30 @@ impl GlobalTables {
         }
     }
 
+    async fn begin<E: EntityName + Default>(&self, op: Operation) -> Result<DatabaseTransaction> {
+        self.db.begin().await.map_err(|e| Self::fail::<E>(op, e))
+    }
+
+    async fn commit<E: EntityName + Default>(tx: DatabaseTransaction, op: Operation) -> Result<()> {
+        tx.commit().await.map_err(|e| Self::fail::<E>(op, e))
+    }
+
     /// Every row `query` selects.
     pub async fn all<E: Global>(&self, query: Select<E>) -> Result<Vec<E::Model>> {
-        query
-            .all(&self.db)
-            .await
-            .map_err(|e| Self::fail::<E>(Operation::Find, e))
+        let op = Operation::Find;
+        let tx = self.begin::<E>(op).await?;
+        let rows = query.all(&tx).await.map_err(|e| Self::fail::<E>(op, e))?;
+        Self::commit::<E>(tx, op).await?;
+        Ok(rows)
     }
 
     /// The first row `query` selects.
     pub async fn one<E: Global>(&self, query: Select<E>) -> Result<Option<E::Model>> {
-        query
-            .one(&self.db)
-            .await
-            .map_err(|e| Self::fail::<E>(Operation::Find, e))
+        let op = Operation::Find;
+        let tx = self.begin::<E>(op).await?;
+        let row = query.one(&tx).await.map_err(|e| Self::fail::<E>(op, e))?;
+        Self::commit::<E>(tx, op).await?;
+        Ok(row)
     }
 
     /// The number of rows `query` selects.
@@ -81,10 +95,11 @@ impl GlobalTables {
         E: Global,
         E::Model: Send + Sync,
     {
-        query
-            .count(&self.db)
-            .await
-            .map_err(|e| Self::fail::<E>(Operation::Count, e))
+        let op = Operation::Count;
+        let tx = self.begin::<E>(op).await?;
+        let n = query.count(&tx).await.map_err(|e| Self::fail::<E>(op, e))?;
+        Self::commit::<E>(tx, op).await?;
+        Ok(n)
     }
 
     /// The row of `E` with primary key `id`.
@@ -103,9 +118,14 @@ impl GlobalTables {
         A::Entity: Global,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
-        row.insert(&self.db)
+        let op = Operation::Insert;
+        let tx = self.begin::<A::Entity>(op).await?;
+        let model = row
+            .insert(&tx)
             .await
-            .map_err(|e| Self::fail::<A::Entity>(Operation::Insert, e))
+            .map_err(|e| Self::fail::<A::Entity>(op, e))?;
+        Self::commit::<A::Entity>(tx, op).await?;
+        Ok(model)
     }
 
     /// Updates the columns `row` sets (refreshing "updatedAt") and returns the row as stored.
@@ -115,9 +135,14 @@ impl GlobalTables {
         A::Entity: Global,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
-        row.update(&self.db)
+        let op = Operation::Update;
+        let tx = self.begin::<A::Entity>(op).await?;
+        let model = row
+            .update(&tx)
             .await
-            .map_err(|e| Self::fail::<A::Entity>(Operation::Update, e))
+            .map_err(|e| Self::fail::<A::Entity>(op, e))?;
+        Self::commit::<A::Entity>(tx, op).await?;
+        Ok(model)
     }
 
     /// Deletes the row of `E` with primary key `id`; [`Error::NotFound`] when there is none.
@@ -126,10 +151,13 @@ impl GlobalTables {
         E: Global,
         K: Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
     {
+        let op = Operation::Delete;
+        let tx = self.begin::<E>(op).await?;
         let res = E::delete_by_id(id)
-            .exec(&self.db)
+            .exec(&tx)
             .await
-            .map_err(|e| Self::fail::<E>(Operation::Delete, e))?;
+            .map_err(|e| Self::fail::<E>(op, e))?;
+        Self::commit::<E>(tx, op).await?;
         match res.rows_affected {
             0 => Err(Self::fail::<E>(Operation::Delete, DbErr::RecordNotUpdated)),
             _ => Ok(()),

@@ -268,6 +268,23 @@ async fn isolation_holds_behind_pgbouncer_in_transaction_mode() {
         seed,
     };
     let ledger = workload::run(&pool, &orgs, cfg, false).await;
+
+    // The global tables' handle works through it too: each statement is a transaction.
+    let global = flakeguard_db::GlobalTables::new(pool.clone());
+    for i in 0..20 {
+        let user = global
+            .insert(flakeguard_db::entity::user::ActiveModel {
+                email: flakeguard_db::sea_orm::Set(format!("bouncer-{i}@example.com")),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let found = global
+            .find_by_id::<flakeguard_db::entity::user::Entity, _>(user.id.clone())
+            .await
+            .unwrap();
+        assert_eq!(found, Some(user));
+    }
     pool.close().await.unwrap();
 
     // Audited as the superuser, directly on PostgreSQL.
