@@ -200,15 +200,13 @@ pub enum Error {
 
     /// The database refused a row: a required value missing, a duplicate key, a reference to a
     /// row that does not exist, a malformed value, or row-level security. Nothing was written.
-    #[error("{context}: rejected ({kind}): {message}")]
+    #[error("{context}: rejected ({kind}): {message}", message = pg_message(source))]
     Rejected {
         /// The tenant, table and operation.
         context: Context,
         /// Which rule refused the row.
         kind: Rejection,
-        /// PostgreSQL's message and detail (they quote only what the caller sent).
-        message: String,
-        /// The driver's error.
+        /// The driver's error: PostgreSQL's message and detail quote only what the caller sent.
         #[source]
         source: DbErr,
     },
@@ -363,6 +361,17 @@ pub(crate) fn pg_error(err: &DbErr) -> Option<&sea_orm::sqlx::postgres::PgDataba
     match runtime.as_ref() {
         sea_orm::sqlx::Error::Database(db) => db.try_downcast_ref(),
         _ => None,
+    }
+}
+
+/// PostgreSQL's message and detail of a driver error, or the driver's own text.
+fn pg_message(err: &DbErr) -> String {
+    match pg_error(err) {
+        Some(pg) => match pg.detail() {
+            Some(detail) => format!("{} ({detail})", pg.message()),
+            None => pg.message().to_owned(),
+        },
+        None => err.to_string(),
     }
 }
 

@@ -172,14 +172,9 @@ impl TenantScope {
                 return Error::UnknownOrganization { context: ctx };
             }
             if let Some(kind) = crate::Rejection::from_sql_state(pg.code()) {
-                let message = match pg.detail() {
-                    Some(detail) => format!("{} ({detail})", pg.message()),
-                    None => pg.message().to_owned(),
-                };
                 return Error::Rejected {
                     context: ctx,
                     kind,
-                    message,
                     source: err,
                 };
             }
