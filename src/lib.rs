@@ -48,6 +48,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod bulk;
 mod cross_tenant;
 mod error;
 mod global;

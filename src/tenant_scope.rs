@@ -81,7 +81,7 @@ impl std::fmt::Debug for TenantScope {
 }
 
 /// The transaction one operation of a scope runs in.
-enum Unit<'a> {
+pub(crate) enum Unit<'a> {
     /// The scope's open transaction, finished by whoever opened it.
     Shared(&'a DatabaseTransaction),
     /// A transaction (or savepoint) of this operation's own.
@@ -92,7 +92,7 @@ enum Unit<'a> {
 }
 
 impl Unit<'_> {
-    fn conn(&self) -> &DatabaseTransaction {
+    pub(crate) fn conn(&self) -> &DatabaseTransaction {
         match self {
             Unit::Shared(tx) => tx,
             Unit::Own(tx) | Unit::Read(tx) => tx,
@@ -101,7 +101,7 @@ impl Unit<'_> {
 
     /// Commits a transaction of the operation's own; nothing for a shared one; for a read, the
     /// rollback is queued on the connection (dropping the transaction).
-    async fn finish(self, scope: &TenantScope, ctx: &Context) -> Result<()> {
+    pub(crate) async fn finish(self, scope: &TenantScope, ctx: &Context) -> Result<()> {
         match self {
             Unit::Shared(_) => Ok(()),
             Unit::Read(tx) => {
@@ -118,7 +118,7 @@ impl Unit<'_> {
 }
 
 /// A foreign key of a row about to be written, with the values it will hold.
-struct FkCheck {
+pub(crate) struct FkCheck {
     column: String,
     table: &'static str,
     key: String,
@@ -142,6 +142,14 @@ impl TenantScope {
         &self.org
     }
 
+    /// The pool this scope runs on; `None` when it is bound to an open transaction.
+    pub(crate) fn pool(&self) -> Option<&DatabaseConnection> {
+        match &self.conn {
+            Conn::Pool(db) => Some(db),
+            Conn::Tx(_) => None,
+        }
+    }
+
     /// Whether this scope is bound to an open transaction (inside [`TenantScope::transaction`]).
     pub fn in_transaction(&self) -> bool {
         matches!(self.conn, Conn::Tx(_))
@@ -155,12 +163,12 @@ impl TenantScope {
         }
     }
 
-    fn ctx_for<E: EntityName + Default>(&self, operation: Operation) -> Context {
+    pub(crate) fn ctx_for<E: EntityName + Default>(&self, operation: Operation) -> Context {
         self.ctx(operation, Some(E::default().table_name()))
     }
 
     /// Maps a driver error of an operation on `table` to the crate's error.
-    fn fail(&self, ctx: Context, err: DbErr) -> Error {
+    pub(crate) fn fail(&self, ctx: Context, err: DbErr) -> Error {
         if matches!(err, DbErr::RecordNotUpdated | DbErr::RecordNotFound(_)) {
             return Error::NotFound { context: ctx };
         }
@@ -193,8 +201,9 @@ impl TenantScope {
     /// on the connection and sends, and waits for, when the connection goes back to the pool
     /// (sqlx tests a returned connection with a ping, which flushes it) or at the latest before
     /// the connection's next statement. The tenant setting is transaction-local either way, so
-    /// nothing of it outlives the read. That saves the read one round trip of its own.
-    async fn unit(&self, ctx: &Context) -> Result<Unit<'_>> {
+    /// nothing of it outlives the read. That takes one round trip off the read's critical path
+    /// (the ROLLBACK travels with the pool's release ping; see BENCHMARKS.md).
+    pub(crate) async fn unit(&self, ctx: &Context) -> Result<Unit<'_>> {
         Ok(match &self.conn {
             Conn::Tx(tx) => Unit::Shared(tx),
             Conn::Pool(db) if matches!(ctx.operation, Operation::Find | Operation::Count) => {
@@ -699,7 +708,7 @@ impl TenantScope {
     // ------------------------------------------------------------ the checks
 
     /// Fills in what an insert needs and refuses a row that names another organization.
-    fn prepare_insert<A>(&self, ctx: &Context, row: &mut A) -> Result<()>
+    pub(crate) fn prepare_insert<A>(&self, ctx: &Context, row: &mut A) -> Result<()>
     where
         A: ActiveModelTrait + Stamped,
         A::Entity: TenantOwned,
@@ -755,7 +764,12 @@ impl TenantScope {
 
     /// The foreign keys of `rows` that point at tenant data, with the values the write gives
     /// them. For an insert every present value counts; for an update only changed ones.
-    fn fk_checks<A>(&self, ctx: &Context, rows: &[A], insert: bool) -> Result<Vec<FkCheck>>
+    pub(crate) fn fk_checks<A>(
+        &self,
+        ctx: &Context,
+        rows: &[A],
+        insert: bool,
+    ) -> Result<Vec<FkCheck>>
     where
         A: ActiveModelTrait,
         A::Entity: TenantOwned,
@@ -817,7 +831,7 @@ impl TenantScope {
 
     /// One round trip that counts, for each foreign key, the referenced rows this tenant sees;
     /// refuses the write when any referenced row is missing from that count.
-    async fn verify_fks(
+    pub(crate) async fn verify_fks(
         &self,
         tx: &DatabaseTransaction,
         ctx: &Context,

@@ -1,0 +1,1543 @@
+//! What tenant safety costs: `TenantScope` side by side with raw SeaORM, plain sqlx and COPY,
+//! in one process, against one throwaway PostgreSQL.
+//!
+//! ```text
+//! cargo run --release --example bench                 # quick: a few minutes on two cores
+//! cargo run --release --example bench -- --long       # more rounds (or FLAKEGUARD_BENCH_LONG=1)
+//! cargo run --release --example bench -- --only point,unit   # some workloads only
+//! cargo run --release --example bench -- --rounds 5   # this many rounds of every workload
+//! ```
+//!
+//! Workloads (`--only` names): `point` (point read by id), `unit` (five queries in one scoped
+//! transaction), `list` (a filtered list of 50 rows), `insert` (one row), `bulk` (10,000
+//! `FGOccurrence` rows in one transaction), `dashboard` (per-test failure rates of one
+//! organization among 1,000,000 occurrences of 100 organizations). Each runs with 1 and with 8
+//! concurrent clients.
+//!
+//! The scoped side connects as the application role (`TestDatabase::connect_as_app`, subject to
+//! row-level security); the raw side as the server's superuser (`TestDatabase::connect`, no
+//! row-level security, no tenant predicate, no transaction unless the workload needs one). Both
+//! pools have SeaORM's default options (so sqlx pings a connection when it is acquired, and
+//! again when it is returned). The data is written server-side (`INSERT ... SELECT
+//! generate_series`) through a third pool, and the measured pools are opened afterwards: a
+//! server process that did the seeding's large allocations runs the dashboard query about 10%
+//! faster than a fresh one, which would otherwise favour whichever side seeded.
+//!
+//! Besides the timings it prints:
+//!
+//! - round trips per operation of each contender (`--no-trips` to skip), counted by a small TCP
+//!   proxy in front of the server: a trip is every time the client speaks after the server did;
+//! - `floor:` contenders, the scope's statements sent with sqlx directly, for what the driver
+//!   allows at best;
+//! - EXPLAIN ANALYZE of the bulk INSERT ... SELECT with and without row-level security, and of
+//!   the dashboard query; and the dashboard query's server-side planning and execution times
+//!   (medians of `EXPLAIN (ANALYZE, TIMING OFF)`), which leave out round trips and the client.
+//!
+//! # Method
+//!
+//! Timings on a small machine swing with where the scheduler puts the client and the server, so
+//! only numbers from the same run are compared, and the contenders of a workload take turns:
+//! each round runs one sample of every contender, in an order that rotates from round to round.
+//! A sample is `clients` tasks each running `ops` operations; its figure is the wall time
+//! divided by the operations (latency with 1 client, inverse throughput with 8). Each contender
+//! gets an unmeasured warm-up sample first. The report gives each contender's median over the
+//! rounds and its ratio to the workload's baseline, and checks the goals.
+//!
+//! No timing is asserted anywhere in the test suite: this program is the only judge, and it
+//! reports MISS instead of failing.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use flakeguard_db::entity::{
+    fg_flake_score, fg_occurrence, fg_repository, fg_test_case, fg_workflow_run,
+};
+use flakeguard_db::sea_orm::sqlx::{self, postgres::PgPoolCopyExt};
+use flakeguard_db::sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
+};
+use flakeguard_db::testing::TestDatabase;
+use flakeguard_db::{OrgId, TenantScope};
+use futures_util::future::BoxFuture;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Res<T = ()> = Result<T, BoxError>;
+
+/// One operation of a contender: `(round, client, op)` identifies it, so that operations can
+/// pick distinct rows.
+type Op = Arc<dyn Fn(Call) -> BoxFuture<'static, Res> + Send + Sync>;
+/// Untimed work before each sample (for example emptying a table).
+type Prepare = Arc<dyn Fn() -> BoxFuture<'static, Res> + Send + Sync>;
+
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    round: usize,
+    client: usize,
+    op: usize,
+}
+
+/// The organization the read and write workloads act for, and a second one beside it.
+const ORG: &str = "acme";
+const OTHER_ORG: &str = "globex";
+/// Test cases per organization in the main database.
+const TESTS: usize = 2_000;
+/// Workflow runs per organization in the main database.
+const RUNS: usize = 100;
+/// Rows per bulk insert.
+const BULK_ROWS: usize = 10_000;
+/// Flake-score threshold of the filtered list (scores are uniform in [0, 1)).
+const THRESHOLD: f64 = 0.5;
+/// The dashboard dataset: organizations, and tests and runs per organization; every test has
+/// one occurrence per run.
+const DASH_ORGS: usize = 100;
+const DASH_TESTS: usize = 100;
+const DASH_RUNS: usize = 100;
+
+struct Config {
+    long: bool,
+    only: Option<Vec<String>>,
+    /// Rounds of the light workloads (reads, single inserts).
+    rounds: usize,
+    /// Rounds of the bulk insert.
+    bulk_rounds: usize,
+    /// Rounds of the dashboard query.
+    dash_rounds: usize,
+    /// Also count round trips per operation.
+    trips: bool,
+}
+
+impl Config {
+    fn from_args() -> Res<Config> {
+        let mut long = std::env::var("FLAKEGUARD_BENCH_LONG").is_ok_and(|v| !v.is_empty());
+        let mut only = None;
+        let mut trips = true;
+        let mut rounds: Option<usize> = None;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--long" => long = true,
+                "--quick" => long = false,
+                "--no-trips" => trips = false,
+                "--only" => {
+                    let list = args.next().ok_or("--only needs a list, e.g. point,bulk")?;
+                    only = Some(list.split(',').map(str::to_owned).collect());
+                }
+                "--rounds" => {
+                    let n = args.next().ok_or("--rounds needs a number")?.parse()?;
+                    rounds = Some(n);
+                }
+                "--bench" => {} // passed by `cargo bench`-style runners
+                other => return Err(format!("unknown argument {other}").into()),
+            }
+        }
+        Ok(Config {
+            long,
+            only,
+            rounds: rounds.unwrap_or(if long { 31 } else { 11 }),
+            bulk_rounds: rounds.unwrap_or(if long { 9 } else { 3 }),
+            dash_rounds: rounds.unwrap_or(if long { 21 } else { 7 }),
+            trips,
+        })
+    }
+
+    fn wants(&self, workload: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|w| w == workload))
+    }
+
+    /// Operations per client in one sample of a light workload.
+    fn light_ops(&self, clients: usize) -> usize {
+        match (self.long, clients) {
+            (false, 1) => 200,
+            (false, _) => 60,
+            (true, 1) => 500,
+            (true, _) => 150,
+        }
+    }
+}
+
+struct Contender {
+    name: &'static str,
+    op: Op,
+}
+
+fn contender<F, Fut>(name: &'static str, f: F) -> Contender
+where
+    F: Fn(Call) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Res> + Send + 'static,
+{
+    Contender {
+        name,
+        op: Arc::new(move |call| Box::pin(f(call))),
+    }
+}
+
+/// A goal: `scoped`'s median within `max` times `raw`'s.
+struct Goal {
+    what: &'static str,
+    scoped: &'static str,
+    raw: &'static str,
+    max: f64,
+}
+
+struct Workload {
+    name: &'static str,
+    title: &'static str,
+    contenders: Vec<Contender>,
+    /// The contender the ratios are taken against.
+    baseline: &'static str,
+    goals: Vec<Goal>,
+    prepare: Option<Prepare>,
+    rounds: usize,
+    ops: Box<dyn Fn(usize) -> usize>,
+}
+
+/// The medians of one workload at one client count.
+struct Outcome {
+    workload: &'static str,
+    title: &'static str,
+    clients: usize,
+    medians: Vec<(&'static str, f64)>,
+    baseline: &'static str,
+}
+
+impl Outcome {
+    fn median(&self, name: &str) -> Option<f64> {
+        self.medians.iter().find(|(n, _)| *n == name).map(|m| m.1)
+    }
+}
+
+struct Verdict {
+    what: &'static str,
+    clients: usize,
+    ratio: f64,
+    max: f64,
+}
+
+/// Runs one sample: `clients` tasks of `ops` operations each; microseconds per operation.
+async fn sample(op: &Op, round: usize, clients: usize, ops: usize) -> Res<f64> {
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for client in 0..clients {
+        let op = Arc::clone(op);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..ops {
+                op(Call {
+                    round,
+                    client,
+                    op: i,
+                })
+                .await?;
+            }
+            Ok::<_, BoxError>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e6 / (clients * ops) as f64)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+async fn run_workload(w: &Workload, clients: usize) -> Res<Outcome> {
+    let ops = (w.ops)(clients);
+    let n = w.contenders.len();
+    // Warm-up: prepared statements, pool connections, caches.
+    for c in &w.contenders {
+        if let Some(p) = &w.prepare {
+            p().await?;
+        }
+        sample(&c.op, usize::MAX, clients, ops.min(20)).await?;
+    }
+    let mut times = vec![Vec::with_capacity(w.rounds); n];
+    for round in 0..w.rounds {
+        for k in 0..n {
+            let i = (k + round) % n;
+            if let Some(p) = &w.prepare {
+                p().await?;
+            }
+            times[i].push(sample(&w.contenders[i].op, round, clients, ops).await?);
+        }
+    }
+    Ok(Outcome {
+        workload: w.name,
+        title: w.title,
+        clients,
+        medians: w
+            .contenders
+            .iter()
+            .zip(times)
+            .map(|(c, t)| (c.name, median(t)))
+            .collect(),
+        baseline: w.baseline,
+    })
+}
+
+fn print_outcome(o: &Outcome) {
+    let base = o.median(o.baseline).unwrap_or(f64::NAN);
+    println!("\n{} ({}), {} client(s)", o.title, o.workload, o.clients);
+    for (name, m) in &o.medians {
+        println!(
+            "  {name:<44} {m:>12.1} us/op   {:>6.2}x {}",
+            m / base,
+            if *name == o.baseline {
+                "(baseline)"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// A small deterministic generator, so that every contender reads the same rows.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+fn pick(call: Call, salt: u64, n: usize) -> usize {
+    let seed = ((call.round as u64) << 40) ^ ((call.client as u64) << 20) ^ call.op as u64;
+    (mix(seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % n as u64) as usize
+}
+
+fn test_id(org: &str, i: usize) -> String {
+    format!("tc-{org}-{}", i + 1)
+}
+
+fn run_id(org: &str, i: usize) -> String {
+    format!("run-{org}-{}", i + 1)
+}
+
+fn repo_id(org: &str) -> String {
+    format!("repo-{org}")
+}
+
+async fn exec(db: &DatabaseConnection, sql: &str) -> Res {
+    db.execute_unprepared(sql).await?;
+    Ok(())
+}
+
+/// The read and write dataset: two organizations, each with a repository, 2,000 test cases
+/// with flake scores and 100 workflow runs. Written as the superuser, server-side.
+async fn seed_main(raw: &DatabaseConnection) -> Res {
+    let orgs = format!("ARRAY['{ORG}', '{OTHER_ORG}']");
+    exec(raw, "SELECT setseed(0.42)").await?;
+    exec(
+        raw,
+        &format!(
+            r#"INSERT INTO "Organization" (id, name, slug, "updatedAt")
+               SELECT o, initcap(o), o, now() FROM unnest({orgs}) o"#
+        ),
+    )
+    .await?;
+    exec(
+        raw,
+        &format!(
+            r#"INSERT INTO "FGRepository" (id, "orgId", owner, name, "installationId", "updatedAt")
+               SELECT 'repo-' || o, o, o, 'web', 'inst-' || o, now() FROM unnest({orgs}) o"#
+        ),
+    )
+    .await?;
+    exec(
+        raw,
+        &format!(
+            r#"INSERT INTO "FGTestCase" (id, "orgId", "repoId", suite, "className", name, file, "updatedAt")
+               SELECT 'tc-' || o || '-' || g, o, 'repo-' || o,
+                      CASE WHEN g % 3 = 0 THEN 'e2e' ELSE 'unit' END,
+                      'Class' || (g % 50), 'test_' || g, 'src/f' || (g % 100) || '.ts', now()
+               FROM unnest({orgs}) o, generate_series(1, {TESTS}) g"#
+        ),
+    )
+    .await?;
+    exec(
+        raw,
+        &format!(
+            r#"INSERT INTO "FGFlakeScore" (id, "orgId", "testId", score, "windowN", "lastUpdatedAt")
+               SELECT 'fs-' || o || '-' || g, o, 'tc-' || o || '-' || g, random(), 50, now()
+               FROM unnest({orgs}) o, generate_series(1, {TESTS}) g"#
+        ),
+    )
+    .await?;
+    exec(
+        raw,
+        &format!(
+            r#"INSERT INTO "FGWorkflowRun" (id, "orgId", "repoId", "runId", status, conclusion, "updatedAt", "createdAt")
+               SELECT 'run-' || o || '-' || g, o, 'repo-' || o, g::text, 'completed', 'success', now(),
+                      now() - (g || ' minutes')::interval
+               FROM unnest({orgs}) o, generate_series(1, {RUNS}) g"#
+        ),
+    )
+    .await?;
+    exec(raw, "ANALYZE").await?;
+    Ok(())
+}
+
+/// The dashboard dataset: 100 organizations, each with a repository, 100 test cases and 100
+/// runs, and one occurrence of every test in every run: 1,000,000 occurrences. Rows of the
+/// organizations are interleaved on disk, as ingestion over time would leave them.
+async fn seed_dashboard(raw: &DatabaseConnection) -> Res {
+    let orgs = format!(
+        "(SELECT 'org-' || lpad(n::text, 3, '0') AS o FROM generate_series(1, {DASH_ORGS}) n) orgs"
+    );
+    exec(raw, "SELECT setseed(0.17)").await?;
+    exec(
+        raw,
+        &format!(
+            r#"INSERT INTO "Organization" (id, name, slug, "updatedAt")
+               SELECT o, 'Org ' || o, o, now() FROM {orgs}"#
+        ),
+    )
+    .await?;
+    exec(
+        raw,
+        &format!(
+            r#"INSERT INTO "FGRepository" (id, "orgId", owner, name, "installationId", "updatedAt")
+               SELECT 'repo-' || o, o, o, 'web', 'inst-' || o, now() FROM {orgs}"#
+        ),
+    )
+    .await?;
+    exec(
+        raw,
+        &format!(
+            r#"INSERT INTO "FGTestCase" (id, "orgId", "repoId", suite, "className", name, "updatedAt")
+               SELECT 'tc-' || o || '-' || g, o, 'repo-' || o, 'unit', 'Class' || (g % 10),
+                      'test_' || g, now()
+               FROM {orgs}, generate_series(1, {DASH_TESTS}) g"#
+        ),
+    )
+    .await?;
+    exec(
+        raw,
+        &format!(
+            r#"INSERT INTO "FGWorkflowRun" (id, "orgId", "repoId", "runId", status, "updatedAt")
+               SELECT 'run-' || o || '-' || g, o, 'repo-' || o, g::text, 'completed', now()
+               FROM {orgs}, generate_series(1, {DASH_RUNS}) g"#
+        ),
+    )
+    .await?;
+    // Test g fails with probability (g mod 20) / 100; by run, then organization, then test.
+    exec(
+        raw,
+        &format!(
+            r#"INSERT INTO "FGOccurrence" (id, "orgId", "testId", "runId", status, "durationMs",
+                                           "failureMsgSignature", attempt, "createdAt")
+               SELECT 'occ-' || orgs.o || '-' || r || '-' || t, orgs.o, 'tc-' || orgs.o || '-' || t,
+                      'run-' || orgs.o || '-' || r, f.status, (random() * 2000)::int,
+                      CASE WHEN f.status = 'failed' THEN 'AssertionError <n>' END, 1,
+                      now() - ((({DASH_RUNS} - r) * 10) || ' minutes')::interval
+               FROM generate_series(1, {DASH_RUNS}) r, {orgs}, generate_series(1, {DASH_TESTS}) t,
+                    LATERAL (SELECT CASE WHEN random() < (t % 20) / 100.0 THEN 'failed'
+                                         ELSE 'passed' END AS status) f
+               ORDER BY r, orgs.o, t"#
+        ),
+    )
+    .await?;
+    exec(raw, "VACUUM ANALYZE").await?;
+    Ok(())
+}
+
+/// A row of the bulk and single-insert workloads: test `t` in run `r` of [`ORG`].
+fn occurrence(id: String, t: usize, r: usize, with_org: bool) -> fg_occurrence::ActiveModel {
+    let failed = t.is_multiple_of(7);
+    fg_occurrence::ActiveModel {
+        id: Set(id),
+        org_id: if with_org {
+            Set(ORG.to_owned())
+        } else {
+            Default::default()
+        },
+        test_id: Set(test_id(ORG, t)),
+        run_id: Set(run_id(ORG, r)),
+        status: Set(if failed { "failed" } else { "passed" }.to_owned()),
+        duration_ms: Set(Some((t * 37 % 2000) as i32)),
+        failure_msg_signature: Set(failed.then(|| "AssertionError <n>".to_owned())),
+        attempt: Set(1),
+        ..Default::default()
+    }
+}
+
+/// The rows client `client` inserts in one bulk sample: tests 0..1000 of ten runs of its own.
+fn bulk_rows(client: usize, with_org: bool) -> Vec<fg_occurrence::ActiveModel> {
+    (0..BULK_ROWS)
+        .map(|k| {
+            let (t, r) = (k % 1000, client * 10 + k / 1000);
+            occurrence(format!("b{client}-{k}"), t, r, with_org)
+        })
+        .collect()
+}
+
+/// The same rows as COPY text: id, orgId, testId, runId, status, durationMs,
+/// failureMsgSignature, attempt.
+fn bulk_copy_text(client: usize) -> String {
+    let mut out = String::with_capacity(BULK_ROWS * 80);
+    for k in 0..BULK_ROWS {
+        let (t, r) = (k % 1000, client * 10 + k / 1000);
+        let failed = t.is_multiple_of(7);
+        let _ = writeln!(
+            out,
+            "b{client}-{k}\t{ORG}\t{}\t{}\t{}\t{}\t{}\t1",
+            test_id(ORG, t),
+            run_id(ORG, r),
+            if failed { "failed" } else { "passed" },
+            t * 37 % 2000,
+            if failed { "AssertionError <n>" } else { "\\N" },
+        );
+    }
+    out
+}
+
+/// The point read as the scope sends it: the id and the tenant predicate.
+const SCOPED_POINT_SQL: &str =
+    r#"SELECT * FROM "FGTestCase" WHERE "FGTestCase"."id" = $1 AND "FGTestCase"."orgId" = $2"#;
+
+const COPY_OCCURRENCES: &str = r#"COPY "FGOccurrence" ("id", "orgId", "testId", "runId", "status", "durationMs", "failureMsgSignature", "attempt") FROM STDIN"#;
+
+const DASHBOARD_SQL: &str = r#"SELECT o."testId", t.name,
+       count(*) AS runs,
+       count(*) FILTER (WHERE o.status = 'failed') AS failures,
+       (count(*) FILTER (WHERE o.status = 'failed'))::float8 / count(*) AS failure_rate
+  FROM "FGOccurrence" o
+  JOIN "FGTestCase" t ON t.id = o."testId"
+ WHERE o."orgId" = $1 AND t."orgId" = $1
+ GROUP BY o."testId", t.name
+ ORDER BY failure_rate DESC, o."testId""#;
+
+/// The same query without its own tenant predicate: only row-level security restricts it.
+const DASHBOARD_RLS_ONLY_SQL: &str = r#"SELECT o."testId", t.name,
+       count(*) AS runs,
+       count(*) FILTER (WHERE o.status = 'failed') AS failures,
+       (count(*) FILTER (WHERE o.status = 'failed'))::float8 / count(*) AS failure_rate
+  FROM "FGOccurrence" o
+  JOIN "FGTestCase" t ON t.id = o."testId"
+ GROUP BY o."testId", t.name
+ ORDER BY failure_rate DESC, o."testId""#;
+
+fn dash_org(i: usize) -> String {
+    format!("org-{:03}", i % DASH_ORGS + 1)
+}
+
+fn dashboard_stmt(sql: &str, org: &str) -> Statement {
+    if sql.contains("$1") {
+        Statement::from_sql_and_values(DbBackend::Postgres, sql, [Value::from(org)])
+    } else {
+        Statement::from_string(DbBackend::Postgres, sql)
+    }
+}
+
+fn scope(app: &DatabaseConnection, org: &str) -> Res<TenantScope> {
+    Ok(TenantScope::new(app.clone(), OrgId::new(org)?))
+}
+
+fn read_workloads(
+    cfg: &Config,
+    app: &DatabaseConnection,
+    raw: &DatabaseConnection,
+) -> Res<Vec<Workload>> {
+    let acme = scope(app, ORG)?;
+    let pool = raw.get_postgres_connection_pool().clone();
+    let light = |cfg: &Config| {
+        let (a, b) = (cfg.light_ops(1), cfg.light_ops(8));
+        Box::new(move |c: usize| if c == 1 { a } else { b }) as Box<dyn Fn(usize) -> usize>
+    };
+    let mut out = Vec::new();
+
+    // 1. Point read by id.
+    let s = acme.clone();
+    let s_before = acme.clone();
+    let r = raw.clone();
+    let p = pool.clone();
+    let ap = app.get_postgres_connection_pool().clone();
+    let ap2 = ap.clone();
+    out.push(Workload {
+        name: "point",
+        title: "point read of one FGTestCase by id",
+        contenders: vec![
+            contender("TenantScope::find_by_id (app role, RLS)", move |call| {
+                let s = s.clone();
+                async move {
+                    let id = test_id(ORG, pick(call, 1, TESTS));
+                    let found = s.find_by_id::<fg_test_case::Entity, _>(id).await?;
+                    found.ok_or("missing row")?;
+                    Ok(())
+                }
+            }),
+            // The read path before reads stopped waiting for their COMMIT: the same statements
+            // through the crate, in a transaction that commits.
+            contender("before: find_by_id waiting for COMMIT", move |call| {
+                let s = s_before.clone();
+                async move {
+                    let id = test_id(ORG, pick(call, 1, TESTS));
+                    let found = s
+                        .transaction(|tx| {
+                            Box::pin(
+                                async move { tx.find_by_id::<fg_test_case::Entity, _>(id).await },
+                            )
+                        })
+                        .await?;
+                    found.ok_or("missing row")?;
+                    Ok(())
+                }
+            }),
+            contender("raw SeaORM Entity::find_by_id (superuser)", move |call| {
+                let r = r.clone();
+                async move {
+                    let id = test_id(ORG, pick(call, 1, TESTS));
+                    let found = fg_test_case::Entity::find_by_id(id).one(&r).await?;
+                    found.ok_or("missing row")?;
+                    Ok(())
+                }
+            }),
+            contender("plain sqlx query (superuser)", move |call| {
+                let p = p.clone();
+                async move {
+                    let id = test_id(ORG, pick(call, 1, TESTS));
+                    let found = sqlx::query(r#"SELECT * FROM "FGTestCase" WHERE "id" = $1"#)
+                        .bind(id)
+                        .fetch_optional(&p)
+                        .await?;
+                    found.ok_or("missing row")?;
+                    Ok(())
+                }
+            }),
+            // The floor under row-level security, at the driver: the scope's statements, with
+            // the transaction start and the tenant as separate trips, then in one.
+            contender(
+                "floor: sqlx, app role, BEGIN/set_config/SELECT/COMMIT",
+                move |call| {
+                    let p = ap.clone();
+                    async move {
+                        let id = test_id(ORG, pick(call, 1, TESTS));
+                        let mut tx = p.begin().await?;
+                        sqlx::query(flakeguard_db::SET_TENANT_SQL)
+                            .bind(ORG)
+                            .execute(&mut *tx)
+                            .await?;
+                        let found = sqlx::query(SCOPED_POINT_SQL)
+                            .bind(id)
+                            .bind(ORG)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                        found.ok_or("missing row")?;
+                        Ok(())
+                    }
+                },
+            ),
+            contender(
+                "floor: sqlx, app role, BEGIN+set_config in one trip",
+                move |call| {
+                    let p = ap2.clone();
+                    async move {
+                        let id = test_id(ORG, pick(call, 1, TESTS));
+                        // ORG is a constant of this program; an application would bind it.
+                        let mut tx = p
+                            .begin_with(sqlx::AssertSqlSafe(format!(
+                                "BEGIN; SELECT set_config('app.current_tenant_id', '{ORG}', true)"
+                            )))
+                            .await?;
+                        let found = sqlx::query(SCOPED_POINT_SQL)
+                            .bind(id)
+                            .bind(ORG)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        drop(tx); // a read: the rollback is queued
+                        found.ok_or("missing row")?;
+                        Ok(())
+                    }
+                },
+            ),
+        ],
+        baseline: "raw SeaORM Entity::find_by_id (superuser)",
+        goals: vec![Goal {
+            what: "scoped point read within 1.5x of raw SeaORM",
+            scoped: "TenantScope::find_by_id (app role, RLS)",
+            raw: "raw SeaORM Entity::find_by_id (superuser)",
+            max: 1.5,
+        }],
+        prepare: None,
+        rounds: cfg.rounds,
+        ops: light(cfg),
+    });
+
+    // 1b. Five queries in one scoped transaction, against the same five raw queries.
+    let s = acme.clone();
+    let r = raw.clone();
+    let r2 = raw.clone();
+    out.push(Workload {
+        name: "unit",
+        title: "five queries in one transaction (test, its score, repository, runs, count)",
+        contenders: vec![
+            contender("TenantScope::transaction, five queries", move |call| {
+                let s = s.clone();
+                async move {
+                    let t = pick(call, 2, TESTS);
+                    s.transaction(|tx| {
+                        Box::pin(async move {
+                            five_scoped(tx, t).await?;
+                            Ok::<_, BoxError>(())
+                        })
+                    })
+                    .await
+                }
+            }),
+            contender("raw SeaORM, five queries on the pool", move |call| {
+                let r = r.clone();
+                async move { five_raw(&r, pick(call, 2, TESTS)).await }
+            }),
+            contender("raw SeaORM, five queries in a transaction", move |call| {
+                let r = r2.clone();
+                async move {
+                    let tx = r.begin().await?;
+                    five_raw(&tx, pick(call, 2, TESTS)).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+            }),
+        ],
+        baseline: "raw SeaORM, five queries on the pool",
+        goals: vec![Goal {
+            what: "five scoped queries in one transaction within 1.3x of the same five raw",
+            scoped: "TenantScope::transaction, five queries",
+            raw: "raw SeaORM, five queries on the pool",
+            max: 1.3,
+        }],
+        prepare: None,
+        rounds: cfg.rounds,
+        ops: light(cfg),
+    });
+
+    // 2. A filtered list.
+    let s = acme.clone();
+    let r = raw.clone();
+    out.push(Workload {
+        name: "list",
+        title: "one repository's test cases with flake score > 0.5, top 50 by score",
+        contenders: vec![
+            contender("TenantScope::find + inner_join + filter", move |_| {
+                let s = s.clone();
+                async move {
+                    let rows = s
+                        .find::<fg_test_case::Entity>()
+                        .inner_join::<fg_flake_score::Entity>()
+                        .filter(fg_test_case::Column::RepoId.eq(repo_id(ORG)))
+                        .filter(fg_flake_score::Column::Score.gt(THRESHOLD))
+                        .order_by_desc(fg_flake_score::Column::Score)
+                        .limit(50)
+                        .all()
+                        .await?;
+                    if rows.len() != 50 {
+                        return Err(format!("{} rows, not 50", rows.len()).into());
+                    }
+                    Ok(())
+                }
+            }),
+            contender("raw SeaORM Entity::find + join + filter", move |_| {
+                let r = r.clone();
+                async move {
+                    let rows = fg_test_case::Entity::find()
+                        .inner_join(fg_flake_score::Entity)
+                        .filter(fg_test_case::Column::RepoId.eq(repo_id(ORG)))
+                        .filter(fg_flake_score::Column::Score.gt(THRESHOLD))
+                        .order_by_desc(fg_flake_score::Column::Score)
+                        .limit(50)
+                        .all(&r)
+                        .await?;
+                    if rows.len() != 50 {
+                        return Err(format!("{} rows, not 50", rows.len()).into());
+                    }
+                    Ok(())
+                }
+            }),
+        ],
+        baseline: "raw SeaORM Entity::find + join + filter",
+        goals: Vec::new(),
+        prepare: None,
+        rounds: cfg.rounds,
+        ops: light(cfg),
+    });
+    Ok(out)
+}
+
+/// The five queries of the `unit` workload, through a scope.
+async fn five_scoped(tx: &TenantScope, t: usize) -> Res {
+    let case = tx
+        .find_by_id::<fg_test_case::Entity, _>(test_id(ORG, t))
+        .await?
+        .ok_or("missing test")?;
+    tx.find::<fg_flake_score::Entity>()
+        .filter(fg_flake_score::Column::TestId.eq(&case.id))
+        .one()
+        .await?
+        .ok_or("missing score")?;
+    tx.find_by_id::<fg_repository::Entity, _>(case.repo_id.clone())
+        .await?
+        .ok_or("missing repository")?;
+    let runs = tx
+        .find::<fg_workflow_run::Entity>()
+        .filter(fg_workflow_run::Column::RepoId.eq(&case.repo_id))
+        .order_by_desc(fg_workflow_run::Column::CreatedAt)
+        .limit(5)
+        .all()
+        .await?;
+    if runs.len() != 5 {
+        return Err("missing runs".into());
+    }
+    tx.find::<fg_test_case::Entity>()
+        .filter(fg_test_case::Column::RepoId.eq(&case.repo_id))
+        .filter(fg_test_case::Column::File.eq(case.file.clone()))
+        .count()
+        .await?;
+    Ok(())
+}
+
+/// The same five queries, raw.
+async fn five_raw<C: ConnectionTrait>(db: &C, t: usize) -> Res {
+    let case = fg_test_case::Entity::find_by_id(test_id(ORG, t))
+        .one(db)
+        .await?
+        .ok_or("missing test")?;
+    fg_flake_score::Entity::find()
+        .filter(fg_flake_score::Column::TestId.eq(&case.id))
+        .one(db)
+        .await?
+        .ok_or("missing score")?;
+    fg_repository::Entity::find_by_id(case.repo_id.clone())
+        .one(db)
+        .await?
+        .ok_or("missing repository")?;
+    let runs = fg_workflow_run::Entity::find()
+        .filter(fg_workflow_run::Column::RepoId.eq(&case.repo_id))
+        .order_by_desc(fg_workflow_run::Column::CreatedAt)
+        .limit(5)
+        .all(db)
+        .await?;
+    if runs.len() != 5 {
+        return Err("missing runs".into());
+    }
+    fg_test_case::Entity::find()
+        .filter(fg_test_case::Column::RepoId.eq(&case.repo_id))
+        .filter(fg_test_case::Column::File.eq(case.file.clone()))
+        .count(db)
+        .await?;
+    Ok(())
+}
+
+fn write_workloads(
+    cfg: &Config,
+    app: &DatabaseConnection,
+    raw: &DatabaseConnection,
+    admin: &DatabaseConnection,
+) -> Res<Vec<Workload>> {
+    let acme = scope(app, ORG)?;
+    let pool = raw.get_postgres_connection_pool().clone();
+    let truncate: Prepare = {
+        let r = admin.clone();
+        Arc::new(move || {
+            let r = r.clone();
+            Box::pin(async move { exec(&r, r#"TRUNCATE "FGOccurrence""#).await })
+        })
+    };
+    let mut out = Vec::new();
+
+    // 3a. Insert one row. The table is emptied before each sample, and client c inserts test
+    // `op mod 1000` of run `5c + op / 1000`: distinct pairs within a sample.
+    let single = |call: Call, with_org: bool| {
+        let (t, r) = (call.op % 1000, call.client * 5 + call.op / 1000);
+        occurrence(format!("s{}-{}", call.client, call.op), t, r, with_org)
+    };
+    let s = acme.clone();
+    let r = raw.clone();
+    out.push(Workload {
+        name: "insert",
+        title: "insert one FGOccurrence row",
+        contenders: vec![
+            contender("TenantScope::insert", move |call| {
+                let s = s.clone();
+                async move {
+                    s.insert(single(call, false)).await?;
+                    Ok(())
+                }
+            }),
+            contender("raw SeaORM Entity::insert (returning)", move |call| {
+                let r = r.clone();
+                async move {
+                    fg_occurrence::Entity::insert(single(call, true))
+                        .exec_with_returning(&r)
+                        .await?;
+                    Ok(())
+                }
+            }),
+        ],
+        baseline: "raw SeaORM Entity::insert (returning)",
+        goals: Vec::new(),
+        prepare: Some(Arc::clone(&truncate)),
+        rounds: cfg.rounds,
+        ops: {
+            let (a, b) = (cfg.light_ops(1), cfg.light_ops(8));
+            Box::new(move |c| if c == 1 { a } else { b })
+        },
+    });
+
+    // 3b. Insert 10,000 rows in one transaction; with 8 clients, each inserts its own 10,000.
+    let s = acme.clone();
+    let r = raw.clone();
+    let p = pool.clone();
+    let mut contenders = vec![
+        contender("TenantScope::insert_many", move |call| {
+            let s = s.clone();
+            async move {
+                let n = s.insert_many(bulk_rows(call.client, false)).await?;
+                check_count(n)
+            }
+        }),
+        contender("raw SeaORM insert_many, one transaction", move |call| {
+            let r = r.clone();
+            async move {
+                let rows = bulk_rows(call.client, true);
+                let tx = r.begin().await?;
+                let mut n = 0;
+                for chunk in rows.chunks(65_535 / 8) {
+                    n += fg_occurrence::Entity::insert_many(chunk.to_vec())
+                        .exec_without_returning(&tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                check_count(n)
+            }
+        }),
+        contender("raw COPY (sqlx copy_in_raw)", move |call| {
+            let p = p.clone();
+            async move {
+                let text = bulk_copy_text(call.client);
+                let mut copy = p.copy_in_raw(COPY_OCCURRENCES).await?;
+                copy.send(text.as_bytes()).await?;
+                let n = copy.finish().await?;
+                check_count(n)
+            }
+        }),
+    ];
+    let ap = app.get_postgres_connection_pool().clone();
+    // The scoped COPY path's floor: its statements at the driver, without the crate's Rust work
+    // and foreign-key pre-check.
+    contenders.push(contender(
+        "floor: sqlx, app role, COPY to TEMP + INSERT SELECT",
+        move |call| {
+            let p = ap.clone();
+            async move {
+                let text = bulk_copy_text(call.client);
+                let mut tx = p.begin().await?;
+                sqlx::query(flakeguard_db::SET_TENANT_SQL)
+                    .bind(ORG)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::raw_sql(
+                    r#"CREATE TEMP TABLE _stage (LIKE "FGOccurrence" INCLUDING DEFAULTS) ON COMMIT DROP"#,
+                )
+                .execute(&mut *tx)
+                .await?;
+                let mut copy = tx
+                    .copy_in_raw(&COPY_OCCURRENCES.replace("\"FGOccurrence\"", "_stage"))
+                    .await?;
+                copy.send(text.as_bytes()).await?;
+                copy.finish().await?;
+                let n = sqlx::query(r#"INSERT INTO "FGOccurrence" SELECT * FROM _stage"#)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                check_count(n)
+            }
+        },
+    ));
+    let s = acme.clone();
+    contenders.push(contender(SCOPED_COPY, move |call| {
+        let s = s.clone();
+        async move {
+            let n = s.insert_many_copy(bulk_rows(call.client, false)).await?;
+            check_count(n)
+        }
+    }));
+    out.push(Workload {
+        name: "bulk",
+        title: "insert 10,000 FGOccurrence rows in one transaction",
+        contenders,
+        baseline: "raw SeaORM insert_many, one transaction",
+        goals: vec![
+            Goal {
+                what: "scoped insert_many within 1.1x of raw insert_many",
+                scoped: "TenantScope::insert_many",
+                raw: "raw SeaORM insert_many, one transaction",
+                max: 1.1,
+            },
+            Goal {
+                what: "scoped COPY within 1.1x of raw COPY",
+                scoped: SCOPED_COPY,
+                raw: "raw COPY (sqlx copy_in_raw)",
+                max: 1.1,
+            },
+            Goal {
+                what: "scoped COPY within 1.1x of raw insert_many",
+                scoped: SCOPED_COPY,
+                raw: "raw SeaORM insert_many, one transaction",
+                max: 1.1,
+            },
+        ],
+        prepare: Some(truncate),
+        rounds: cfg.bulk_rounds,
+        ops: Box::new(|_| 1),
+    });
+    Ok(out)
+}
+
+const SCOPED_COPY: &str = "TenantScope::insert_many_copy";
+
+fn check_count(n: u64) -> Res {
+    if n as usize == BULK_ROWS {
+        Ok(())
+    } else {
+        Err(format!("inserted {n} rows, not {BULK_ROWS}").into())
+    }
+}
+
+fn dashboard_workload(
+    cfg: &Config,
+    app: &DatabaseConnection,
+    raw: &DatabaseConnection,
+) -> Workload {
+    let r = raw.clone();
+    let r2 = raw.clone();
+    let a = app.clone();
+    let a2 = app.clone();
+    Workload {
+        name: "dashboard",
+        title: "per-test failure rate of one organization, 1,000,000 occurrences, 100 organizations",
+        contenders: vec![
+            contender("RLS: TenantScope::query_raw, same SQL", move |call| {
+                let a = a.clone();
+                async move {
+                    let org = dash_org(call.client * 7 + call.op);
+                    let s = scope(&a, &org)?;
+                    let rows = s.query_raw(dashboard_stmt(DASHBOARD_SQL, &org)).await?;
+                    check_dash(rows.len())
+                }
+            }),
+            contender("no RLS: superuser, same SQL", move |call| {
+                let r = r.clone();
+                async move {
+                    let org = dash_org(call.client * 7 + call.op);
+                    let rows = r.query_all_raw(dashboard_stmt(DASHBOARD_SQL, &org)).await?;
+                    check_dash(rows.len())
+                }
+            }),
+            contender(
+                "no RLS: superuser, same SQL, in a transaction",
+                move |call| {
+                    let r = r2.clone();
+                    async move {
+                        let org = dash_org(call.client * 7 + call.op);
+                        let tx = r.begin().await?;
+                        let rows = tx
+                            .query_all_raw(dashboard_stmt(DASHBOARD_SQL, &org))
+                            .await?;
+                        tx.commit().await?;
+                        check_dash(rows.len())
+                    }
+                },
+            ),
+            contender(
+                "RLS only: query_raw without its own orgId filter",
+                move |call| {
+                    let a = a2.clone();
+                    async move {
+                        let org = dash_org(call.client * 7 + call.op);
+                        let s = scope(&a, &org)?;
+                        let rows = s
+                            .query_raw(dashboard_stmt(DASHBOARD_RLS_ONLY_SQL, &org))
+                            .await?;
+                        check_dash(rows.len())
+                    }
+                },
+            ),
+        ],
+        baseline: "no RLS: superuser, same SQL",
+        goals: vec![Goal {
+            what: "dashboard query under RLS within 1.1x of the same query without",
+            scoped: "RLS: TenantScope::query_raw, same SQL",
+            raw: "no RLS: superuser, same SQL",
+            max: 1.1,
+        }],
+        prepare: None,
+        rounds: cfg.dash_rounds,
+        ops: {
+            let long = cfg.long;
+            Box::new(move |c| match (long, c) {
+                (false, 1) => 10,
+                (false, _) => 4,
+                (true, 1) => 20,
+                (true, _) => 8,
+            })
+        },
+    }
+}
+
+fn check_dash(n: usize) -> Res {
+    if n == DASH_TESTS {
+        Ok(())
+    } else {
+        Err(format!("{n} tests in the dashboard, not {DASH_TESTS}").into())
+    }
+}
+
+async fn explain(
+    label: &str,
+    db: &DatabaseConnection,
+    scope: Option<&TenantScope>,
+    sql: &str,
+    org: &str,
+) -> Res {
+    let stmt = dashboard_stmt(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), org);
+    let rows = match scope {
+        Some(s) => s.query_raw(stmt).await?,
+        None => db.query_all_raw(stmt).await?,
+    };
+    println!("\nEXPLAIN ANALYZE, {label}:");
+    for row in rows {
+        let line: String = row.try_get("", "QUERY PLAN")?;
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+/// A TCP proxy in front of the server that counts round trips: every time the client sends
+/// after the server has answered (or first on a connection) is one more trip.
+struct TripProxy {
+    port: u16,
+    trips: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TripProxy {
+    async fn start(upstream_port: u16) -> Res<TripProxy> {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let trips = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&trips);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+                else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                // true: the server spoke last, so the client's next message starts a trip.
+                let answered = Arc::new(AtomicBool::new(true));
+                let (a, c) = (Arc::clone(&answered), Arc::clone(&counter));
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        if a.swap(false, Ordering::SeqCst) {
+                            c.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        answered.store(true, Ordering::SeqCst);
+                        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(TripProxy { port, trips })
+    }
+
+    fn count(&self) -> u64 {
+        self.trips.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `url` with its port replaced by the proxy's.
+    fn url(&self, url: &str) -> Res<String> {
+        let at = url.rfind('@').map_or(0, |i| i + 1);
+        let colon = url[at..]
+            .find(':')
+            .map(|i| at + i)
+            .ok_or("URL without port")?;
+        let slash = url[colon..].find('/').map_or(url.len(), |i| colon + i);
+        Ok(format!("{}:{}{}", &url[..colon], self.port, &url[slash..]))
+    }
+}
+
+fn port_of(url: &str) -> Res<u16> {
+    let at = url.rfind('@').map_or(0, |i| i + 1);
+    let colon = url[at..]
+        .find(':')
+        .map(|i| at + i)
+        .ok_or("URL without port")?;
+    let slash = url[colon..].find('/').map_or(url.len(), |i| colon + i);
+    Ok(url[colon + 1..slash].parse()?)
+}
+
+/// Round trips per operation of each contender of the light workloads, through [`TripProxy`],
+/// one client, including the pool's own pings (on acquire, and on release in the background).
+async fn count_trips(cfg: &Config, db: &TestDatabase) -> Res {
+    let proxy = TripProxy::start(port_of(db.url())?).await?;
+    let raw = flakeguard_db::connect(&proxy.url(db.url())?).await?;
+    let app = flakeguard_db::connect(&proxy.url(&db.app_url().await?)?).await?;
+    let mut workloads = read_workloads(cfg, &app, &raw)?;
+    let admin = db.connect().await?;
+    workloads.extend(write_workloads(cfg, &app, &raw, &admin)?);
+    println!("\nround trips per operation (1 client; pool pings included)");
+    for w in workloads.iter().filter(|w| cfg.wants(w.name)) {
+        let ops = if w.name == "bulk" { 1 } else { 50 };
+        for c in &w.contenders {
+            if let Some(p) = &w.prepare {
+                p().await?;
+            }
+            sample(&c.op, usize::MAX - 1, 1, ops.min(3)).await?;
+            if let Some(p) = &w.prepare {
+                p().await?;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let before = proxy.count();
+            sample(&c.op, usize::MAX - 2, 1, ops).await?;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let trips = (proxy.count() - before) as f64 / ops as f64;
+            println!("  {:<10} {:<48} {trips:>6.1}", w.name, c.name);
+        }
+    }
+    Ok(())
+}
+
+/// EXPLAIN ANALYZE of inserting one bulk sample's 10,000 rows with INSERT ... SELECT from a
+/// staging table, as the superuser and as the application role under row-level security, each
+/// rolled back: `n` runs of each, the table emptied before each run and the order alternating.
+/// Prints the last plan of each side and the medians of the execution times.
+async fn explain_bulk(
+    app: &DatabaseConnection,
+    raw: &DatabaseConnection,
+    admin: &DatabaseConnection,
+    n: usize,
+) -> Res {
+    let sides = [
+        ("no RLS (superuser)", raw, false),
+        ("RLS (app role, tenant set)", app, true),
+    ];
+    let mut times = [Vec::new(), Vec::new()];
+    let mut plans = [Vec::new(), Vec::new()];
+    for i in 0..n {
+        for k0 in 0..2 {
+            let k = (k0 + i) % 2;
+            let (_, db, tenant) = sides[k];
+            exec(admin, r#"TRUNCATE "FGOccurrence""#).await?;
+            let mut tx = db.get_postgres_connection_pool().begin().await?;
+            if tenant {
+                sqlx::query(flakeguard_db::SET_TENANT_SQL)
+                    .bind(ORG)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::raw_sql(
+                r#"CREATE TEMP TABLE _stage (LIKE "FGOccurrence" INCLUDING DEFAULTS) ON COMMIT DROP"#,
+            )
+            .execute(&mut *tx)
+            .await?;
+            let mut copy = tx
+                .copy_in_raw(&COPY_OCCURRENCES.replace("\"FGOccurrence\"", "_stage"))
+                .await?;
+            copy.send(bulk_copy_text(0).as_bytes()).await?;
+            copy.finish().await?;
+            let rows = sqlx::query(
+                r#"EXPLAIN (ANALYZE, BUFFERS) INSERT INTO "FGOccurrence" SELECT * FROM _stage"#,
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            plans[k].clear();
+            for row in rows {
+                let line: String = sqlx::Row::try_get(&row, 0)?;
+                if let Some(ms) = line
+                    .strip_prefix("Execution Time:")
+                    .and_then(|t| t.trim().trim_end_matches(" ms").parse::<f64>().ok())
+                {
+                    times[k].push(ms);
+                }
+                plans[k].push(line);
+            }
+        }
+    }
+    for (k, (label, _, _)) in sides.iter().enumerate() {
+        println!("\nEXPLAIN ANALYZE of a 10,000-row INSERT ... SELECT, {label} (last of {n}):");
+        for line in &plans[k] {
+            println!("  {line}");
+        }
+    }
+    let base = median(times[0].clone());
+    println!("\nbulk INSERT ... SELECT, server-side execution, medians of {n} runs each:");
+    for (k, (label, _, _)) in sides.iter().enumerate() {
+        let m = median(times[k].clone());
+        println!("  {label:<28} {m:>8.1} ms   {:.3}x", m / base);
+    }
+    Ok(())
+}
+
+/// Server-side planning and execution times of the dashboard query (medians over `n` runs of
+/// `EXPLAIN (ANALYZE, TIMING OFF)`, the two sides alternating): what row-level security costs
+/// inside PostgreSQL, without round trips or client work.
+async fn server_times(
+    raw: &DatabaseConnection,
+    app: &DatabaseConnection,
+    platform: &DatabaseConnection,
+    n: usize,
+) -> Res {
+    let labels = [
+        "no RLS (superuser)",
+        "no RLS, superuser in a tenant transaction",
+        "RLS (TenantScope)",
+        "RLS only, no orgId filter",
+        "no RLS, non-superuser with BYPASSRLS",
+    ];
+    let mut plan = vec![Vec::new(); labels.len()];
+    let mut execute = vec![Vec::new(); labels.len()];
+    for i in 0..n {
+        let org = dash_org(i * 13);
+        let s = scope(app, &org)?;
+        for k0 in 0..labels.len() {
+            let k = (k0 + i) % labels.len();
+            let sql = if k == 3 {
+                DASHBOARD_RLS_ONLY_SQL
+            } else {
+                DASHBOARD_SQL
+            };
+            let stmt = dashboard_stmt(&format!("EXPLAIN (ANALYZE, TIMING OFF) {sql}"), &org);
+            let rows = match k {
+                0 => raw.query_all_raw(stmt).await?,
+                4 => platform.query_all_raw(stmt).await?,
+                1 => {
+                    let tx = raw.begin().await?;
+                    tx.execute_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        flakeguard_db::SET_TENANT_SQL,
+                        [Value::from(org.as_str())],
+                    ))
+                    .await?;
+                    let rows = tx.query_all_raw(stmt).await?;
+                    tx.commit().await?;
+                    rows
+                }
+                _ => s.query_raw(stmt).await?,
+            };
+            for row in rows {
+                let line: String = row.try_get("", "QUERY PLAN")?;
+                let ms = |prefix: &str| -> Option<f64> {
+                    line.strip_prefix(prefix)?
+                        .trim()
+                        .trim_end_matches(" ms")
+                        .parse()
+                        .ok()
+                };
+                if let Some(t) = ms("Planning Time:") {
+                    plan[k].push(t);
+                }
+                if let Some(t) = ms("Execution Time:") {
+                    execute[k].push(t);
+                }
+            }
+        }
+    }
+    println!(
+        "\nserver-side times of the dashboard query, medians of {n} runs (EXPLAIN ANALYZE, TIMING OFF; order rotating):"
+    );
+    let base = median(execute[0].clone());
+    for (k, label) in labels.iter().enumerate() {
+        let e = median(execute[k].clone());
+        println!(
+            "  {label:<42} planning {:>6.3} ms   execution {e:>7.3} ms   execution ratio {:.3}x",
+            median(plan[k].clone()),
+            e / base
+        );
+    }
+    Ok(())
+}
+
+async fn machine() -> String {
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().next().map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        })
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_default();
+    format!("{nproc} CPU(s) ({cpu}), MemTotal {mem}")
+}
+
+#[tokio::main]
+async fn main() -> Res {
+    let cfg = Config::from_args()?;
+    println!(
+        "flakeguard-db benchmark ({} mode): {}",
+        if cfg.long { "long" } else { "quick" },
+        machine().await
+    );
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    let mut all_goals: Vec<(&'static str, Goal)> = Vec::new();
+
+    if ["point", "unit", "list", "insert", "bulk"]
+        .iter()
+        .any(|w| cfg.wants(w))
+    {
+        let db = TestDatabase::new().await?;
+        // Seeding and emptying tables go through a pool of their own: a server process that
+        // has done the seeding's big allocations runs later queries measurably faster than a
+        // fresh one (glibc keeps the memory), which would favour whichever side used it.
+        let admin = db.connect().await?;
+        let version: String = admin
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT version() AS v",
+            ))
+            .await?
+            .ok_or("no version")?
+            .try_get("", "v")?;
+        println!("server: {version}");
+        seed_main(&admin).await?;
+        if cfg.trips {
+            count_trips(&cfg, &db).await?;
+        }
+        let raw = db.connect().await?;
+        let app = db.connect_as_app().await?;
+        let mut workloads = read_workloads(&cfg, &app, &raw)?;
+        workloads.extend(write_workloads(&cfg, &app, &raw, &admin)?);
+        for w in workloads.into_iter().filter(|w| cfg.wants(w.name)) {
+            for clients in [1, 8] {
+                let o = run_workload(&w, clients).await?;
+                print_outcome(&o);
+                outcomes.push(o);
+            }
+            all_goals.extend(w.goals.into_iter().map(|g| (w.name, g)));
+        }
+        if cfg.wants("bulk") {
+            explain_bulk(&app, &raw, &admin, if cfg.long { 9 } else { 5 }).await?;
+        }
+    }
+
+    if cfg.wants("dashboard") {
+        let db = TestDatabase::new().await?;
+        let admin = db.connect().await?;
+        let t = Instant::now();
+        seed_dashboard(&admin).await?;
+        drop(admin);
+        let raw = db.connect().await?;
+        let app = db.connect_as_app().await?;
+        println!(
+            "\ndashboard dataset: {} occurrences generated in {:.1} s",
+            DASH_ORGS * DASH_TESTS * DASH_RUNS,
+            t.elapsed().as_secs_f64()
+        );
+        let org = dash_org(41);
+        let s = scope(&app, &org)?;
+        // Twice each, so that the plans shown are of a warm cache.
+        for _ in 0..2 {
+            raw.query_all_raw(dashboard_stmt(DASHBOARD_SQL, &org))
+                .await?;
+            s.query_raw(dashboard_stmt(DASHBOARD_SQL, &org)).await?;
+        }
+        explain("no RLS (superuser)", &raw, None, DASHBOARD_SQL, &org).await?;
+        explain(
+            "RLS (app role in a TenantScope)",
+            &app,
+            Some(&s),
+            DASHBOARD_SQL,
+            &org,
+        )
+        .await?;
+        explain(
+            "RLS only, no orgId filter in the SQL",
+            &app,
+            Some(&s),
+            DASHBOARD_RLS_ONLY_SQL,
+            &org,
+        )
+        .await?;
+        let platform = flakeguard_db::connect(&db.platform_url().await?).await?;
+        server_times(&raw, &app, &platform, if cfg.long { 101 } else { 31 }).await?;
+        let w = dashboard_workload(&cfg, &app, &raw);
+        for clients in [1, 8] {
+            let o = run_workload(&w, clients).await?;
+            print_outcome(&o);
+            outcomes.push(o);
+        }
+        all_goals.extend(w.goals.into_iter().map(|g| (w.name, g)));
+    }
+
+    println!("\nGoals");
+    let mut verdicts = Vec::new();
+    for (workload, goal) in &all_goals {
+        for o in outcomes.iter().filter(|o| o.workload == *workload) {
+            let (Some(s), Some(r)) = (o.median(goal.scoped), o.median(goal.raw)) else {
+                continue;
+            };
+            verdicts.push(Verdict {
+                what: goal.what,
+                clients: o.clients,
+                ratio: s / r,
+                max: goal.max,
+            });
+        }
+    }
+    for v in &verdicts {
+        println!(
+            "  {} {:<72} {} client(s): {:.2}x (goal <= {:.1}x)",
+            if v.ratio <= v.max { "PASS" } else { "MISS" },
+            v.what,
+            v.clients,
+            v.ratio,
+            v.max
+        );
+    }
+    println!("\ntotal time {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
