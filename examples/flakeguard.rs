@@ -27,10 +27,7 @@ use flakeguard_db::entity::{
     fg_occurrence, fg_quarantine_decision, fg_repository, fg_test_case, fg_workflow_run,
     organization,
 };
-use flakeguard_db::sea_orm::{
-    ActiveEnum, ColumnTrait, Condition, DatabaseConnection, IntoActiveModel, Set,
-};
-use flakeguard_db::testing::TestDatabase;
+use flakeguard_db::sea_orm::{ActiveEnum, ColumnTrait, Condition, IntoActiveModel, Set};
 use flakeguard_db::{Context, Error, Operation, OrgId, Result, TenantScope};
 
 /// How many CI runs the example records.
@@ -178,7 +175,7 @@ const TESTS: [(&str, &str, &str, &str, &str, f64, Failure); 12] = [
 #[tokio::main]
 async fn main() -> Result<()> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
-    let (db, _throwaway) = connect().await?;
+    let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
     let scope = TenantScope::new(db.clone(), OrgId::generate());
     let org = scope
         .insert(organization::ActiveModel {
@@ -593,29 +590,5 @@ fn not_found(table: &'static str) -> Error {
             tenant: None,
             table: Some(table),
         },
-    }
-}
-
-/// A throwaway database (as the application role) or DATABASE_URL's database.
-async fn connect() -> Result<(DatabaseConnection, Option<TestDatabase>)> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            println!("using DATABASE_URL");
-            let db = flakeguard_db::connect(url.trim()).await?;
-            flakeguard_db::migrate(&db).await?;
-            println!("schema migrated");
-            Ok((db, None))
-        }
-        _ => {
-            println!("starting a throwaway PostgreSQL (set DATABASE_URL to use your own server)");
-            let tmp = TestDatabase::new().await?;
-            println!("  database {} migrated", tmp.name());
-            let db = tmp.connect_as_app().await?;
-            println!(
-                "  connected as {}, a member of flakeguard_app",
-                flakeguard_db::testing::APP_ROLE
-            );
-            Ok((db, Some(tmp)))
-        }
     }
 }

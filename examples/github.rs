@@ -23,8 +23,7 @@ use flakeguard_db::entity::{
     artifact, check_run, flake_detection, installation, organization, repository, test_result,
     test_suite, workflow_job, workflow_run,
 };
-use flakeguard_db::sea_orm::{ColumnTrait, Condition, DatabaseConnection, IntoActiveModel, Set};
-use flakeguard_db::testing::TestDatabase;
+use flakeguard_db::sea_orm::{ColumnTrait, Condition, IntoActiveModel, Set};
 use flakeguard_db::{Context, Error, Operation, OrgId, Result, TenantScope};
 use serde_json::json;
 
@@ -44,7 +43,7 @@ const METHODS: [&str; 8] = [
 #[tokio::main]
 async fn main() -> Result<()> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
-    let (db, _throwaway) = connect().await?;
+    let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
     let acme = TenantScope::new(db.clone(), OrgId::generate());
     let org = acme
         .insert(organization::ActiveModel {
@@ -600,29 +599,5 @@ fn not_found(table: &'static str) -> Error {
             tenant: None,
             table: Some(table),
         },
-    }
-}
-
-/// A throwaway database (as the application role) or DATABASE_URL's database.
-async fn connect() -> Result<(DatabaseConnection, Option<TestDatabase>)> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            println!("using DATABASE_URL");
-            let db = flakeguard_db::connect(url.trim()).await?;
-            flakeguard_db::migrate(&db).await?;
-            println!("schema migrated");
-            Ok((db, None))
-        }
-        _ => {
-            println!("starting a throwaway PostgreSQL (set DATABASE_URL to use your own server)");
-            let tmp = TestDatabase::new().await?;
-            println!("  database {} migrated", tmp.name());
-            let db = tmp.connect_as_app().await?;
-            println!(
-                "  connected as {}, a member of flakeguard_app",
-                flakeguard_db::testing::APP_ROLE
-            );
-            Ok((db, Some(tmp)))
-        }
     }
 }

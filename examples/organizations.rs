@@ -23,17 +23,15 @@ use flakeguard_db::entity::{
     audit_log, organization, organization_user, subscription, usage_metric, user,
 };
 use flakeguard_db::sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, Set,
+    ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
 };
-use flakeguard_db::testing::TestDatabase;
 use flakeguard_db::{Context, Error, GlobalTables, Operation, OrgId, Result, TenantScope};
 use serde_json::json;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
-    let (db, _throwaway) = connect().await?;
+    let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
     let global = GlobalTables::new(db.clone());
     let acme = TenantScope::new(db.clone(), OrgId::generate());
 
@@ -334,29 +332,5 @@ fn not_found(table: &'static str) -> Error {
             tenant: None,
             table: Some(table),
         },
-    }
-}
-
-/// A throwaway database (as the application role) or DATABASE_URL's database.
-async fn connect() -> Result<(DatabaseConnection, Option<TestDatabase>)> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            println!("using DATABASE_URL");
-            let db = flakeguard_db::connect(url.trim()).await?;
-            flakeguard_db::migrate(&db).await?;
-            println!("schema migrated");
-            Ok((db, None))
-        }
-        _ => {
-            println!("starting a throwaway PostgreSQL (set DATABASE_URL to use your own server)");
-            let tmp = TestDatabase::new().await?;
-            println!("  database {} migrated", tmp.name());
-            let db = tmp.connect_as_app().await?;
-            println!(
-                "  connected as {}, a member of flakeguard_app",
-                flakeguard_db::testing::APP_ROLE
-            );
-            Ok((db, Some(tmp)))
-        }
     }
 }

@@ -14,14 +14,13 @@
 use flakeguard_db::entity::{
     fg_occurrence, fg_repository, fg_test_case, fg_workflow_run, organization,
 };
-use flakeguard_db::sea_orm::{ColumnTrait, DatabaseConnection, Set};
-use flakeguard_db::testing::TestDatabase;
+use flakeguard_db::sea_orm::{ColumnTrait, Set};
 use flakeguard_db::{OrgId, Result, TenantScope};
 
 #[tokio::main]
 async fn main() -> Result<()> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
-    let (db, _throwaway) = connect().await?;
+    let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
 
     let acme = TenantScope::new(db.clone(), OrgId::generate());
     let globex = TenantScope::new(db.clone(), OrgId::generate());
@@ -88,30 +87,6 @@ async fn main() -> Result<()> {
     }
     println!("\ndone");
     Ok(())
-}
-
-/// A throwaway database (as the application role) or DATABASE_URL's database.
-async fn connect() -> Result<(DatabaseConnection, Option<TestDatabase>)> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            println!("using DATABASE_URL");
-            let db = flakeguard_db::connect(url.trim()).await?;
-            flakeguard_db::migrate(&db).await?;
-            println!("schema migrated");
-            Ok((db, None))
-        }
-        _ => {
-            println!("starting a throwaway PostgreSQL (set DATABASE_URL to use your own server)");
-            let tmp = TestDatabase::new().await?;
-            println!("  database {} migrated", tmp.name());
-            let db = tmp.connect_as_app().await?;
-            println!(
-                "  connected as {}, a member of flakeguard_app",
-                flakeguard_db::testing::APP_ROLE
-            );
-            Ok((db, Some(tmp)))
-        }
-    }
 }
 
 /// Ids worth keeping from an organization's data.

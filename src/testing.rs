@@ -245,6 +245,30 @@ impl Drop for TestDatabase {
     }
 }
 
+/// The database of an example program: with DATABASE_URL set, that database, migrated (the
+/// URL's role must be allowed to migrate); otherwise a throwaway one, connected as [`APP_ROLE`]
+/// so that row-level security applies. Prints which. Keep the returned [`TestDatabase`] alive
+/// while the connection is in use: dropping it removes the throwaway database.
+pub async fn connect_example() -> Result<(DatabaseConnection, Option<TestDatabase>)> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            println!("using DATABASE_URL");
+            let db = crate::connect(url.trim()).await?;
+            crate::migrate(&db).await?;
+            println!("schema migrated");
+            Ok((db, None))
+        }
+        _ => {
+            println!("starting a throwaway PostgreSQL (set DATABASE_URL to use your own server)");
+            let tmp = TestDatabase::new().await?;
+            println!("  database {} migrated", tmp.name());
+            let db = tmp.connect_as_app().await?;
+            println!("  connected as {APP_ROLE}, a member of flakeguard_app");
+            Ok((db, Some(tmp)))
+        }
+    }
+}
+
 /// A migrated database that fresh test databases are copied from.
 #[derive(Debug)]
 struct Template {
