@@ -215,6 +215,21 @@ impl TenantScope {
 
     /// Like [`TenantScope::unit`], for a write of several statements: inside an open
     /// transaction it takes a savepoint, so that a failure leaves nothing behind either way.
+    /// Runs one statement, `f`, as a unit of work of this scope: in its transaction (see
+    /// [`TenantScope::unit`]), after the foreign-key checks, with driver errors mapped to `ctx`.
+    async fn statement<T, F>(&self, ctx: &Context, checks: &[FkCheck], f: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Result<T, DbErr>>,
+    {
+        let unit = self.unit(ctx).await?;
+        self.verify_fks(unit.conn(), ctx, checks).await?;
+        let out = f(unit.conn())
+            .await
+            .map_err(|e| self.fail(ctx.clone(), e))?;
+        unit.finish(self, ctx).await?;
+        Ok(out)
+    }
+
     async fn atomic_unit(&self, ctx: &Context) -> Result<Unit<'_>> {
         Ok(match &self.conn {
             Conn::Tx(tx) => Unit::Own(tx.begin().await.map_err(|e| self.fail(ctx.clone(), e))?),
@@ -317,13 +332,8 @@ impl TenantScope {
     {
         let select = E::find_by_id(id).filter(E::tenant_condition(self.org.as_str()));
         let ctx = self.ctx_for::<E>(Operation::Find);
-        let unit = self.unit(&ctx).await?;
-        let found = select
-            .one(unit.conn())
+        self.statement(&ctx, &[], |tx| Box::pin(select.one(tx)))
             .await
-            .map_err(|e| self.fail(ctx.clone(), e))?;
-        unit.finish(self, &ctx).await?;
-        Ok(found)
     }
 
     /// The number of this tenant's rows of `E` that satisfy `filter`.
@@ -358,14 +368,9 @@ impl TenantScope {
         let ctx = self.ctx_for::<A::Entity>(Operation::Insert);
         self.prepare_insert(&ctx, &mut row)?;
         let checks = self.fk_checks(&ctx, std::slice::from_ref(&row), true)?;
-        let unit = self.unit(&ctx).await?;
-        self.verify_fks(unit.conn(), &ctx, &checks).await?;
-        let model = <A::Entity as EntityTrait>::insert(row)
-            .exec_with_returning(unit.conn())
+        let insert = <A::Entity as EntityTrait>::insert(row);
+        self.statement(&ctx, &checks, |tx| Box::pin(insert.exec_with_returning(tx)))
             .await
-            .map_err(|e| self.fail(ctx.clone(), e))?;
-        unit.finish(self, &ctx).await?;
-        Ok(model)
     }
 
     /// Inserts many rows atomically (all or none) and returns how many were inserted.
@@ -438,14 +443,8 @@ impl TenantScope {
             .validate()
             .map_err(|e| self.fail(ctx.clone(), e))?
             .filter(cond);
-        let unit = self.unit(&ctx).await?;
-        self.verify_fks(unit.conn(), &ctx, &checks).await?;
-        let model = update
-            .exec(unit.conn())
+        self.statement(&ctx, &checks, |tx| Box::pin(update.exec(tx)))
             .await
-            .map_err(|e| self.fail(ctx.clone(), e))?;
-        unit.finish(self, &ctx).await?;
-        Ok(model)
     }
 
     /// Sets the columns that `values` sets on every row of this tenant that satisfies `filter`,
@@ -478,15 +477,10 @@ impl TenantScope {
                 self.org.as_str(),
             ))
             .filter(filter.into());
-        let unit = self.unit(&ctx).await?;
-        self.verify_fks(unit.conn(), &ctx, &checks).await?;
-        let changed = update
-            .exec(unit.conn())
-            .await
-            .map_err(|e| self.fail(ctx.clone(), e))?
-            .rows_affected;
-        unit.finish(self, &ctx).await?;
-        Ok(changed)
+        let changed = self
+            .statement(&ctx, &checks, |tx| Box::pin(update.exec(tx)))
+            .await?;
+        Ok(changed.rows_affected)
     }
 
     /// Deletes this tenant's row of `E` with primary key `id`; [`Error::NotFound`] when there is
@@ -499,14 +493,10 @@ impl TenantScope {
     {
         let ctx = self.ctx_for::<E>(Operation::Delete);
         let delete = E::delete_by_id(id).filter(E::tenant_condition(self.org.as_str()));
-        let unit = self.unit(&ctx).await?;
-        let deleted = delete
-            .exec(unit.conn())
-            .await
-            .map_err(|e| self.fail(ctx.clone(), e))?
-            .rows_affected;
-        unit.finish(self, &ctx).await?;
-        match deleted {
+        let deleted = self
+            .statement(&ctx, &[], |tx| Box::pin(delete.exec(tx)))
+            .await?;
+        match deleted.rows_affected {
             0 => Err(Error::NotFound { context: ctx }),
             _ => Ok(()),
         }
@@ -522,14 +512,10 @@ impl TenantScope {
         let delete = E::delete_many()
             .filter(E::tenant_condition(self.org.as_str()))
             .filter(filter.into());
-        let unit = self.unit(&ctx).await?;
-        let deleted = delete
-            .exec(unit.conn())
-            .await
-            .map_err(|e| self.fail(ctx.clone(), e))?
-            .rows_affected;
-        unit.finish(self, &ctx).await?;
-        Ok(deleted)
+        let deleted = self
+            .statement(&ctx, &[], |tx| Box::pin(delete.exec(tx)))
+            .await?;
+        Ok(deleted.rows_affected)
     }
 
     /// Inserts `row`, or, when it conflicts with an existing row on the unique constraint over
@@ -590,21 +576,22 @@ impl TenantScope {
             self.org.as_str(),
         )));
         let insert = <A::Entity as EntityTrait>::insert(row).on_conflict(on_conflict);
-        let unit = self.unit(&ctx).await?;
-        self.verify_fks(unit.conn(), &ctx, &checks).await?;
-        let model = match insert.exec_with_returning(unit.conn()).await {
-            Ok(model) => model,
-            // The conflicting row failed the tenant condition: nothing was written.
-            Err(DbErr::RecordNotFound(_) | DbErr::RecordNotInserted) => {
-                return Err(Error::TenantDenied {
-                    context: ctx,
-                    reason: "the row conflicts with a row of another organization".to_owned(),
-                });
-            }
-            Err(e) => return Err(self.fail(ctx, e)),
-        };
-        unit.finish(self, &ctx).await?;
-        Ok(model)
+        let stored = self
+            .statement(&ctx, &checks, |tx| {
+                Box::pin(async move {
+                    match insert.exec_with_returning(tx).await {
+                        Ok(model) => Ok(Some(model)),
+                        // The conflicting row failed the tenant condition: nothing was written.
+                        Err(DbErr::RecordNotFound(_) | DbErr::RecordNotInserted) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+            })
+            .await?;
+        stored.ok_or_else(|| Error::TenantDenied {
+            context: ctx,
+            reason: "the row conflicts with a row of another organization".to_owned(),
+        })
     }
 
     /// Builds a row of `A` from JSON text, such as a request body: an object whose keys are the
@@ -681,28 +668,14 @@ impl TenantScope {
     /// database restricts it. Prefer the typed methods.
     pub async fn query_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>> {
         let ctx = self.ctx(Operation::Raw, None);
-        let unit = self.unit(&ctx).await?;
-        let rows = unit
-            .conn()
-            .query_all_raw(stmt)
-            .await
-            .map_err(|e| self.fail(ctx.clone(), e))?;
-        unit.finish(self, &ctx).await?;
-        Ok(rows)
+        self.statement(&ctx, &[], |tx| tx.query_all_raw(stmt)).await
     }
 
     /// Executes a raw statement inside this scope's transaction, with the tenant set. As with
     /// [`TenantScope::query_raw`], only row-level security restricts it.
     pub async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult> {
         let ctx = self.ctx(Operation::Raw, None);
-        let unit = self.unit(&ctx).await?;
-        let done = unit
-            .conn()
-            .execute_raw(stmt)
-            .await
-            .map_err(|e| self.fail(ctx.clone(), e))?;
-        unit.finish(self, &ctx).await?;
-        Ok(done)
+        self.statement(&ctx, &[], |tx| tx.execute_raw(stmt)).await
     }
 
     // ------------------------------------------------------------ the checks
@@ -1011,40 +984,28 @@ where
     /// Runs the query; every row.
     pub async fn all(self) -> Result<Vec<E::Model>> {
         let ctx = self.scope.ctx_for::<E>(Operation::Find);
-        let (scope, select) = (self.scope, self.select);
-        let unit = scope.unit(&ctx).await?;
-        let out = select
-            .all(unit.conn())
+        let select = self.select;
+        self.scope
+            .statement(&ctx, &[], |tx| Box::pin(select.all(tx)))
             .await
-            .map_err(|e| scope.fail(ctx.clone(), e))?;
-        unit.finish(scope, &ctx).await?;
-        Ok(out)
     }
 
     /// Runs the query; the first row, if any.
     pub async fn one(self) -> Result<Option<E::Model>> {
         let ctx = self.scope.ctx_for::<E>(Operation::Find);
-        let (scope, select) = (self.scope, self.select);
-        let unit = scope.unit(&ctx).await?;
-        let out = select
-            .one(unit.conn())
+        let select = self.select;
+        self.scope
+            .statement(&ctx, &[], |tx| Box::pin(select.one(tx)))
             .await
-            .map_err(|e| scope.fail(ctx.clone(), e))?;
-        unit.finish(scope, &ctx).await?;
-        Ok(out)
     }
 
     /// Counts the rows.
     pub async fn count(self) -> Result<u64> {
         let ctx = self.scope.ctx_for::<E>(Operation::Count);
-        let (scope, select) = (self.scope, self.select);
-        let unit = scope.unit(&ctx).await?;
-        let out = select
-            .count(unit.conn())
+        let select = self.select;
+        self.scope
+            .statement(&ctx, &[], |tx| Box::pin(select.count(tx)))
             .await
-            .map_err(|e| scope.fail(ctx.clone(), e))?;
-        unit.finish(scope, &ctx).await?;
-        Ok(out)
     }
 
     /// Page `page` (from 0) of `per_page` rows, with the total, in one transaction.
@@ -1103,13 +1064,8 @@ where
         let select = select
             .join(JoinType::LeftJoin, to)
             .select_also(R::default());
-        let scope = self.scope;
-        let unit = scope.unit(&ctx).await?;
-        let out = select
-            .all(unit.conn())
+        self.scope
+            .statement(&ctx, &[], |tx| Box::pin(select.all(tx)))
             .await
-            .map_err(|e| scope.fail(ctx.clone(), e))?;
-        unit.finish(scope, &ctx).await?;
-        Ok(out)
     }
 }
