@@ -45,6 +45,31 @@
 
 pub use sea_orm_migration::prelude::*;
 
+/// Implements `MigrationTrait` for the module's `Migration` as two SQL scripts: `up` and `down`
+/// are expressions giving the SQL text, run in the step's transaction.
+macro_rules! sql_step {
+    (up = $up:expr, down = $down:expr $(,)?) => {
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager
+                    .get_connection()
+                    .execute_unprepared($up)
+                    .await
+                    .map(|_| ())
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager
+                    .get_connection()
+                    .execute_unprepared($down)
+                    .await
+                    .map(|_| ())
+            }
+        }
+    };
+}
+
 pub mod catalog;
 pub mod runner;
 pub mod validate;

@@ -69,24 +69,7 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(&up_sql())
-            .await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(&down_sql())
-            .await?;
-        Ok(())
-    }
-}
+sql_step!(up = &up_sql(), down = &down_sql());
 
 /// How a table's rows belong to a tenant, which decides its policy's condition.
 #[derive(Debug, Clone, Copy)]
