@@ -6,32 +6,8 @@ mod support;
 
 use flakeguard_db::entity::*;
 use flakeguard_db::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Set, Statement};
-use flakeguard_db::testing::TestDatabase;
 use flakeguard_db::{Error, Operation, OrgId, Rejection, TenantScope};
-use support::tenants::{SCOPED_TABLES, Tenant, seed};
-
-struct World {
-    _db: TestDatabase,
-    app: DatabaseConnection,
-    admin: DatabaseConnection,
-    a: Tenant,
-    b: Tenant,
-}
-
-async fn world() -> World {
-    let db = TestDatabase::new().await.unwrap();
-    let app = db.connect_as_app().await.unwrap();
-    let admin = db.connect().await.unwrap();
-    let a = seed(&app, &OrgId::new("org-a").unwrap(), 1).await;
-    let b = seed(&app, &OrgId::new("org-b").unwrap(), 2).await;
-    World {
-        _db: db,
-        app,
-        admin,
-        a,
-        b,
-    }
-}
+use support::tenants::{SCOPED_TABLES, World, world};
 
 /// Row counts of every table, as the superuser sees them.
 async fn counts(admin: &DatabaseConnection) -> Vec<(String, i64)> {

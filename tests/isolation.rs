@@ -11,6 +11,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use flakeguard_db::TenantScope;
 use flakeguard_db::entity::stamps::Stamped;
 use flakeguard_db::entity::tenancy::TenantOwned;
 use flakeguard_db::entity::*;
@@ -19,32 +20,7 @@ use flakeguard_db::sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, DatabaseConnection, IdenStatic,
     IntoActiveModel, Iterable, PrimaryKeyToColumn, Statement, TransactionTrait, Value,
 };
-use flakeguard_db::testing::TestDatabase;
-use flakeguard_db::{OrgId, TenantScope};
-use support::tenants::{SCOPED_TABLES, Tenant, seed};
-
-struct World {
-    _db: TestDatabase,
-    app: DatabaseConnection,
-    admin: DatabaseConnection,
-    a: Tenant,
-    b: Tenant,
-}
-
-async fn world() -> World {
-    let db = TestDatabase::new().await.unwrap();
-    let app = db.connect_as_app().await.unwrap();
-    let admin = db.connect().await.unwrap();
-    let a = seed(&app, &OrgId::new("org-a").unwrap(), 1).await;
-    let b = seed(&app, &OrgId::new("org-b").unwrap(), 2).await;
-    World {
-        _db: db,
-        app,
-        admin,
-        a,
-        b,
-    }
-}
+use support::tenants::{SCOPED_TABLES, Tenant, world};
 
 fn stmt(sql: impl Into<String>, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(flakeguard_db::sea_orm::DbBackend::Postgres, sql, values)

@@ -5,39 +5,9 @@
 mod support;
 
 use flakeguard_db::entity::*;
-use flakeguard_db::sea_orm::{ColumnTrait, DatabaseConnection, Set};
-use flakeguard_db::testing::TestDatabase;
+use flakeguard_db::sea_orm::{ColumnTrait, Set};
 use flakeguard_db::{Error, OrgId, TenantScope};
-use support::tenants::{Tenant, seed};
-
-struct World {
-    db: TestDatabase,
-    app: DatabaseConnection,
-    admin: DatabaseConnection,
-    a: Tenant,
-    b: Tenant,
-}
-
-impl World {
-    fn scope(&self, t: &Tenant) -> TenantScope {
-        TenantScope::new(self.app.clone(), t.org.clone())
-    }
-}
-
-async fn world() -> World {
-    let db = TestDatabase::new().await.unwrap();
-    let app = db.connect_as_app().await.unwrap();
-    let admin = db.connect().await.unwrap();
-    let a = seed(&app, &OrgId::new("org-a").unwrap(), 1).await;
-    let b = seed(&app, &OrgId::new("org-b").unwrap(), 2).await;
-    World {
-        db,
-        app,
-        admin,
-        a,
-        b,
-    }
-}
+use support::tenants::world;
 
 fn case(repo: &str, name: &str) -> fg_test_case::ActiveModel {
     fg_test_case::ActiveModel {

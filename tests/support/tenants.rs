@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{Duration, Utc};
 use flakeguard_db::entity::*;
 use flakeguard_db::sea_orm::{DatabaseConnection, Set};
+use flakeguard_db::testing::TestDatabase;
 use flakeguard_db::{GlobalTables, OrgId, TenantScope};
 
 /// Every table a scope reaches, with the SQL that gives a row's key as text.
@@ -357,5 +358,38 @@ pub async fn seed(db: &DatabaseConnection, org: &OrgId, n: i64) -> Tenant {
     Tenant {
         org: org.clone(),
         rows,
+    }
+}
+
+/// A fresh database holding two seeded organizations, `org-a` and `org-b`, with a pool of the
+/// application role (subject to row-level security) and one of the superuser.
+pub struct World {
+    pub db: TestDatabase,
+    pub app: DatabaseConnection,
+    pub admin: DatabaseConnection,
+    pub a: Tenant,
+    pub b: Tenant,
+}
+
+impl World {
+    /// A scope for `t` on the application role's pool.
+    pub fn scope(&self, t: &Tenant) -> TenantScope {
+        TenantScope::new(self.app.clone(), t.org.clone())
+    }
+}
+
+/// [`World`]: a fresh database with organizations `org-a` and `org-b` seeded in every table.
+pub async fn world() -> World {
+    let db = TestDatabase::new().await.unwrap();
+    let app = db.connect_as_app().await.unwrap();
+    let admin = db.connect().await.unwrap();
+    let a = seed(&app, &OrgId::new("org-a").unwrap(), 1).await;
+    let b = seed(&app, &OrgId::new("org-b").unwrap(), 2).await;
+    World {
+        db,
+        app,
+        admin,
+        a,
+        b,
     }
 }
