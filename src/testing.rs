@@ -643,6 +643,12 @@ fn find_binaries() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path));
     }
+    first_with_binaries(candidates)
+}
+
+/// The first directory of `candidates` holding both `initdb` and `postgres`, or the error that
+/// says what to install.
+fn first_with_binaries(candidates: Vec<PathBuf>) -> Result<PathBuf> {
     candidates
         .iter()
         .find(|dir| is_file(&dir.join("initdb")) && is_file(&dir.join("postgres")))
@@ -705,4 +711,28 @@ fn quote_ident(ident: &str) -> String {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock only means another test panicked; the value is still usable.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_say_what_to_install_or_to_set_database_url() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = first_with_binaries(vec![empty.path().to_owned()]).unwrap_err();
+        assert!(matches!(err, Error::PostgresNotFound { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("apt-get install postgresql"), "{text}");
+        assert!(text.contains("DATABASE_URL"), "{text}");
+        assert!(text.contains(&empty.path().display().to_string()), "{text}");
+
+        for bin in ["initdb", "postgres"] {
+            std::fs::write(empty.path().join(bin), "").unwrap();
+        }
+        assert_eq!(
+            first_with_binaries(vec![empty.path().to_owned()]).unwrap(),
+            empty.path()
+        );
+    }
 }
