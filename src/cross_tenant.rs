@@ -1,6 +1,10 @@
 //! [`CrossTenant`]: explicit access across organizations, for maintenance and platform reports.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
+use futures_util::future::BoxFuture;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, ExecResult, QueryResult,
+    Statement, TransactionTrait,
+};
 
 use crate::error::{Context, Operation};
 use crate::{Error, OrgId, Result, TenantScope};
@@ -41,36 +45,50 @@ impl CrossTenant {
 
     /// Wraps an existing pool, after checking that its role bypasses row-level security.
     pub async fn new(db: DatabaseConnection) -> Result<Self> {
-        // In a transaction, like every statement of the crate, to work behind PgBouncer.
-        let tx = db
-            .begin()
-            .await
-            .map_err(|e| Error::database(Operation::Connect, e))?;
-        let row = tx
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT rolname::text AS name, (rolbypassrls OR rolsuper) AS bypass \
-                 FROM pg_roles WHERE rolname = current_user",
-            ))
-            .await
-            .map_err(|e| Error::database(Operation::Connect, e))?;
-        tx.commit()
-            .await
-            .map_err(|e| Error::database(Operation::Connect, e))?;
-        let (name, bypass) = match row {
-            Some(r) => (
-                r.try_get::<String>("", "name").unwrap_or_default(),
-                r.try_get::<bool>("", "bypass").unwrap_or(false),
-            ),
-            None => (String::new(), false),
-        };
+        let handle = CrossTenant { db };
+        let ctx = Context::new(Operation::Connect);
+        let row = handle
+            .run(ctx.clone(), |tx| {
+                tx.query_one_raw(Statement::from_string(
+                    tx.get_database_backend(),
+                    "SELECT rolname::text AS name, (rolbypassrls OR rolsuper) AS bypass \
+                     FROM pg_roles WHERE rolname = current_user",
+                ))
+            })
+            .await?
+            .ok_or_else(|| {
+                Error::Config(
+                    "the connection's role (current_user) is missing from pg_roles".to_owned(),
+                )
+            })?;
+        let decode = |e| Error::from_db(ctx.clone(), e);
+        let name: String = row.try_get("", "name").map_err(decode)?;
+        let bypass: bool = row.try_get("", "bypass").map_err(decode)?;
         if !bypass {
             return Err(Error::Config(format!(
                 "cross-tenant access needs a role with BYPASSRLS (or a superuser); \
                  role {name:?} is subject to row-level security and would see no rows"
             )));
         }
-        Ok(CrossTenant { db })
+        Ok(handle)
+    }
+
+    /// Runs `f` in a transaction of its own (as every statement of the crate, so that it works
+    /// behind PgBouncer), with driver errors mapped to `ctx`.
+    async fn run<T, F>(&self, ctx: Context, f: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Result<T, DbErr>>,
+    {
+        let tx = self
+            .db
+            .begin()
+            .await
+            .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))?;
+        let out = f(&tx).await.map_err(|e| Error::from_db(ctx.clone(), e))?;
+        tx.commit()
+            .await
+            .map_err(|e| Error::from_db(ctx.with_operation(Operation::Commit), e))?;
+        Ok(out)
     }
 
     /// The unrestricted connection: queries see every organization's rows.
@@ -84,30 +102,38 @@ impl CrossTenant {
         TenantScope::new(self.db.clone(), org)
     }
 
+    /// Runs a raw query across every organization's rows, in a transaction of its own.
+    pub async fn query_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>> {
+        self.run(Context::new(Operation::Raw), |tx| tx.query_all_raw(stmt))
+            .await
+    }
+
+    /// Executes a raw statement across every organization's rows, in a transaction of its own.
+    pub async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult> {
+        self.run(Context::new(Operation::Raw), |tx| tx.execute_raw(stmt))
+            .await
+    }
+
     /// The ids of every organization.
     pub async fn organization_ids(&self) -> Result<Vec<OrgId>> {
-        let fail = |e| Error::Database {
-            context: Context {
-                operation: Operation::Find,
-                tenant: None,
-                table: Some("Organization"),
-            },
-            source: e,
+        let ctx = Context {
+            operation: Operation::Find,
+            tenant: None,
+            table: Some("Organization"),
         };
-        let tx = self.db.begin().await.map_err(fail)?;
-        let rows = tx
-            .query_all_raw(Statement::from_string(
-                self.db.get_database_backend(),
-                r#"SELECT id FROM "Organization" ORDER BY id"#,
-            ))
-            .await
-            .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
+        let rows = self
+            .run(ctx.clone(), |tx| {
+                tx.query_all_raw(Statement::from_string(
+                    tx.get_database_backend(),
+                    r#"SELECT id FROM "Organization" ORDER BY id"#,
+                ))
+            })
+            .await?;
         rows.iter()
             .map(|r| {
                 let id: String = r
                     .try_get("", "id")
-                    .map_err(|e| Error::database(Operation::Find, e))?;
+                    .map_err(|e| Error::from_db(ctx.clone(), e))?;
                 OrgId::new(id)
             })
             .collect()

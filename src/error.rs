@@ -1,6 +1,7 @@
 //! The crate's one error type.
 
 use std::fmt;
+#[cfg(feature = "testing")]
 use std::path::PathBuf;
 
 use sea_orm::DbErr;
@@ -44,8 +45,25 @@ pub enum Operation {
     Raw,
     /// Turning caller input (JSON) into a row.
     Parse,
+    /// A unit of work of several operations ([`TenantScope::transaction`](crate::TenantScope::transaction)).
+    Transaction,
     /// Administration of databases (test support).
+    #[cfg(feature = "testing")]
     Admin,
+}
+
+impl Operation {
+    /// Whether the operation writes rows of its table (insert, update, upsert; not delete).
+    fn writes_rows(self) -> bool {
+        matches!(
+            self,
+            Operation::Insert
+                | Operation::InsertMany
+                | Operation::Update
+                | Operation::UpdateMany
+                | Operation::Upsert
+        )
+    }
 }
 
 impl fmt::Display for Operation {
@@ -66,6 +84,8 @@ impl fmt::Display for Operation {
             Operation::Upsert => "upsert",
             Operation::Raw => "raw sql",
             Operation::Parse => "parse",
+            Operation::Transaction => "transaction",
+            #[cfg(feature = "testing")]
             Operation::Admin => "admin",
         })
     }
@@ -89,6 +109,14 @@ impl Context {
             operation,
             tenant: None,
             table: None,
+        }
+    }
+
+    /// The same tenant and table, for another operation (the step that failed: begin, commit).
+    pub fn with_operation(&self, operation: Operation) -> Self {
+        Context {
+            operation,
+            ..self.clone()
         }
     }
 }
@@ -212,11 +240,34 @@ pub enum Error {
     },
 
     /// A transaction's scope was still in use (cloned and kept) when the transaction ended; it
-    /// was rolled back.
+    /// was rolled back, and the clones fail with [`Error::TransactionEnded`] from then on.
     #[error("{context}: the transaction's scope was still in use when it ended; rolled back")]
     TransactionInUse {
         /// The tenant and operation.
         context: Context,
+    },
+
+    /// A scope bound to a transaction was used after that transaction had ended (a clone kept
+    /// past [`TenantScope::transaction`](crate::TenantScope::transaction)); nothing was sent.
+    #[error("{context}: the transaction this scope belonged to has ended")]
+    TransactionEnded {
+        /// The tenant, table and operation that was attempted.
+        context: Context,
+    },
+
+    /// A statement inside the transaction failed, so PostgreSQL aborted the transaction: it was
+    /// rolled back and nothing of it is stored, although the closure returned `Ok` (it ignored
+    /// the error). Run a statement that may fail in a nested
+    /// [`transaction`](crate::TenantScope::transaction) (a savepoint) to recover from it.
+    #[error(
+        "{context}: rolled back, nothing stored: a statement of the transaction failed \
+         ({failed}) and the transaction could not commit"
+    )]
+    TransactionAborted {
+        /// The tenant and the transaction.
+        context: Context,
+        /// The first statement that failed: its operation and table.
+        failed: Context,
     },
 
     /// Applying or rolling back migrations failed (the error names the step).
@@ -234,6 +285,7 @@ pub enum Error {
     },
 
     /// The PostgreSQL server programs needed for a throwaway server were not found.
+    #[cfg(feature = "testing")]
     #[error(
         "PostgreSQL server binaries (initdb, postgres) not found (looked in: {searched}); \
          install them (Debian/Ubuntu: `apt-get install postgresql`) or set DATABASE_URL \
@@ -246,6 +298,7 @@ pub enum Error {
     },
 
     /// A throwaway PostgreSQL server could not be started.
+    #[cfg(feature = "testing")]
     #[error("throwaway PostgreSQL server: {message}")]
     TestServer {
         /// What failed, with the server's own output where there is any.
@@ -261,11 +314,61 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps a driver error with the operation that produced it (no tenant, no table).
+    /// Wraps a driver error with the operation that produced it (no tenant, no table), mapped
+    /// as every driver error is (see [`Error::from_db`]).
     pub fn database(operation: Operation, source: DbErr) -> Self {
-        Error::Database {
-            context: Context::new(operation),
-            source,
+        Error::from_db(Context::new(operation), source)
+    }
+
+    /// The crate's one mapping of a driver error, for every handle: a missing row is
+    /// [`Error::NotFound`]; a foreign-key violation on `"<table>_orgId_fkey"` while writing
+    /// rows of that table is [`Error::UnknownOrganization`]; a refused row (SQLSTATE classes 22
+    /// and 23, and 42501) is [`Error::Rejected`] with its [`Rejection`]; anything else is
+    /// [`Error::Database`]. Only SQLSTATEs and constraint names are read, never message text,
+    /// so a server with localised messages gives the same errors.
+    pub fn from_db(context: Context, source: DbErr) -> Self {
+        if matches!(source, DbErr::RecordNotUpdated | DbErr::RecordNotFound(_)) {
+            return Error::NotFound { context };
+        }
+        if let Some(pg) = pg_error(&source) {
+            if pg.code() == "23503"
+                && context.operation.writes_rows()
+                && context
+                    .table
+                    .zip(pg.constraint())
+                    .is_some_and(|(table, c)| c == format!("{table}_orgId_fkey"))
+            {
+                return Error::UnknownOrganization { context };
+            }
+            if let Some(kind) = Rejection::from_sql_state(pg.code()) {
+                return Error::Rejected {
+                    context,
+                    kind,
+                    source,
+                };
+            }
+        }
+        Error::Database { context, source }
+    }
+
+    /// A short name of the error's kind (`not_found`, `tenant_denied`, ...), as tracing spans
+    /// record it in their `outcome` field.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Error::InvalidTenantId { .. } => "invalid_tenant_id",
+            Error::TenantDenied { .. } => "tenant_denied",
+            Error::NotFound { .. } => "not_found",
+            Error::UnknownOrganization { .. } => "unknown_organization",
+            Error::InvalidInput { .. } => "invalid_input",
+            Error::Rejected { .. } => "rejected",
+            Error::TransactionInUse { .. } => "transaction_in_use",
+            Error::TransactionEnded { .. } => "transaction_ended",
+            Error::TransactionAborted { .. } => "transaction_aborted",
+            Error::Migration(_) => "migration",
+            Error::Database { .. } => "database",
+            #[cfg(feature = "testing")]
+            Error::PostgresNotFound { .. } | Error::TestServer { .. } => "test_server",
+            Error::Config(_) => "config",
         }
     }
 
@@ -277,6 +380,8 @@ impl Error {
             | Error::UnknownOrganization { context }
             | Error::InvalidInput { context, .. }
             | Error::TransactionInUse { context }
+            | Error::TransactionEnded { context }
+            | Error::TransactionAborted { context, .. }
             | Error::Rejected { context, .. }
             | Error::Database { context, .. } => Some(context),
             _ => None,
@@ -380,6 +485,7 @@ pub(crate) fn sql_state(err: &DbErr) -> Option<&str> {
     pg_error(err).map(|pg| pg.code())
 }
 
+#[cfg(feature = "testing")]
 fn display_paths(paths: &[PathBuf]) -> String {
     if paths.is_empty() {
         return "nowhere".to_owned();

@@ -2,6 +2,7 @@
 
 use flakeguard_entity::stamps::Stamped;
 use flakeguard_entity::tenancy::Global;
+use futures_util::future::BoxFuture;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbErr,
     EntityName, EntityTrait, IntoActiveModel, PaginatorTrait, PrimaryKeyTrait, Select,
@@ -9,6 +10,7 @@ use sea_orm::{
 };
 
 use crate::error::{Context, Operation};
+use crate::trace;
 use crate::{Error, Result};
 
 /// Access to the global tables, `User` and `IngestionJob`, which belong to no organization.
@@ -48,45 +50,43 @@ impl GlobalTables {
         GlobalTables { db }
     }
 
-    fn fail<E: EntityName + Default>(operation: Operation, err: DbErr) -> Error {
-        let context = Context {
+    /// Runs `f` as one operation on table `E`: in a transaction of its own (no tenant is set),
+    /// in a `flakeguard.operation` span, with driver errors mapped as everywhere in the crate.
+    async fn run<E, T, F>(&self, operation: Operation, rows: fn(&T) -> u64, f: F) -> Result<T>
+    where
+        E: EntityName + Default,
+        F: for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Result<T, DbErr>>,
+    {
+        let ctx = Context {
             operation,
             tenant: None,
             table: Some(E::default().table_name()),
         };
-        if matches!(err, DbErr::RecordNotUpdated | DbErr::RecordNotFound(_)) {
-            return Error::NotFound { context };
-        }
-        Error::Database {
-            context,
-            source: err,
-        }
-    }
-
-    async fn begin<E: EntityName + Default>(&self, op: Operation) -> Result<DatabaseTransaction> {
-        self.db.begin().await.map_err(|e| Self::fail::<E>(op, e))
-    }
-
-    async fn commit<E: EntityName + Default>(tx: DatabaseTransaction, op: Operation) -> Result<()> {
-        tx.commit().await.map_err(|e| Self::fail::<E>(op, e))
+        trace::operation(&ctx, rows, async {
+            let tx = self
+                .db
+                .begin()
+                .await
+                .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))?;
+            let out = f(&tx).await.map_err(|e| Error::from_db(ctx.clone(), e))?;
+            tx.commit()
+                .await
+                .map_err(|e| Error::from_db(ctx.with_operation(Operation::Commit), e))?;
+            Ok(out)
+        })
+        .await
     }
 
     /// Every row `query` selects.
     pub async fn all<E: Global>(&self, query: Select<E>) -> Result<Vec<E::Model>> {
-        let op = Operation::Find;
-        let tx = self.begin::<E>(op).await?;
-        let rows = query.all(&tx).await.map_err(|e| Self::fail::<E>(op, e))?;
-        Self::commit::<E>(tx, op).await?;
-        Ok(rows)
+        self.run::<E, _, _>(Operation::Find, trace::len, |tx| Box::pin(query.all(tx)))
+            .await
     }
 
     /// The first row `query` selects.
     pub async fn one<E: Global>(&self, query: Select<E>) -> Result<Option<E::Model>> {
-        let op = Operation::Find;
-        let tx = self.begin::<E>(op).await?;
-        let row = query.one(&tx).await.map_err(|e| Self::fail::<E>(op, e))?;
-        Self::commit::<E>(tx, op).await?;
-        Ok(row)
+        self.run::<E, _, _>(Operation::Find, trace::some, |tx| Box::pin(query.one(tx)))
+            .await
     }
 
     /// The number of rows `query` selects.
@@ -95,11 +95,10 @@ impl GlobalTables {
         E: Global,
         E::Model: Send + Sync,
     {
-        let op = Operation::Count;
-        let tx = self.begin::<E>(op).await?;
-        let n = query.count(&tx).await.map_err(|e| Self::fail::<E>(op, e))?;
-        Self::commit::<E>(tx, op).await?;
-        Ok(n)
+        self.run::<E, _, _>(Operation::Count, trace::count, |tx| {
+            Box::pin(query.count(tx))
+        })
+        .await
     }
 
     /// The row of `E` with primary key `id`.
@@ -114,35 +113,23 @@ impl GlobalTables {
     /// Inserts a row (an unset id becomes a CUID2, "updatedAt" is set) and returns it as stored.
     pub async fn insert<A>(&self, row: A) -> Result<<A::Entity as EntityTrait>::Model>
     where
-        A: ActiveModelTrait + ActiveModelBehavior + Stamped + Send,
+        A: ActiveModelTrait + ActiveModelBehavior + Stamped + Send + 'static,
         A::Entity: Global,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
-        let op = Operation::Insert;
-        let tx = self.begin::<A::Entity>(op).await?;
-        let model = row
-            .insert(&tx)
+        self.run::<A::Entity, _, _>(Operation::Insert, trace::one, |tx| Box::pin(row.insert(tx)))
             .await
-            .map_err(|e| Self::fail::<A::Entity>(op, e))?;
-        Self::commit::<A::Entity>(tx, op).await?;
-        Ok(model)
     }
 
     /// Updates the columns `row` sets (refreshing "updatedAt") and returns the row as stored.
     pub async fn update<A>(&self, row: A) -> Result<<A::Entity as EntityTrait>::Model>
     where
-        A: ActiveModelTrait + ActiveModelBehavior + Stamped + Send,
+        A: ActiveModelTrait + ActiveModelBehavior + Stamped + Send + 'static,
         A::Entity: Global,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
-        let op = Operation::Update;
-        let tx = self.begin::<A::Entity>(op).await?;
-        let model = row
-            .update(&tx)
+        self.run::<A::Entity, _, _>(Operation::Update, trace::one, |tx| Box::pin(row.update(tx)))
             .await
-            .map_err(|e| Self::fail::<A::Entity>(op, e))?;
-        Self::commit::<A::Entity>(tx, op).await?;
-        Ok(model)
     }
 
     /// Deletes the row of `E` with primary key `id`; [`Error::NotFound`] when there is none.
@@ -151,16 +138,16 @@ impl GlobalTables {
         E: Global,
         K: Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
     {
-        let op = Operation::Delete;
-        let tx = self.begin::<E>(op).await?;
-        let res = E::delete_by_id(id)
-            .exec(&tx)
-            .await
-            .map_err(|e| Self::fail::<E>(op, e))?;
-        Self::commit::<E>(tx, op).await?;
-        match res.rows_affected {
-            0 => Err(Self::fail::<E>(Operation::Delete, DbErr::RecordNotUpdated)),
-            _ => Ok(()),
-        }
+        let delete = E::delete_by_id(id);
+        self.run::<E, _, _>(Operation::Delete, trace::count, |tx| {
+            Box::pin(async move {
+                match delete.exec(tx).await?.rows_affected {
+                    0 => Err(DbErr::RecordNotUpdated),
+                    n => Ok(n),
+                }
+            })
+        })
+        .await
+        .map(|_| ())
     }
 }

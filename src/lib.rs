@@ -35,7 +35,8 @@
 //!
 //! # Layout
 //!
-//! - [`TenantScope`] (`tenant_scope.rs`): reads and writes of one organization's data.
+//! - [`TenantScope`] (`tenant_scope/`): reads and writes of one organization's data; the rows
+//!   it writes are [`TenantRow`]s.
 //! - [`OrgId`]: a validated tenant id.
 //! - [`GlobalTables`]: the tables that belong to no organization (`User`, `IngestionJob`).
 //! - [`CrossTenant`]: explicit access across organizations, on its own connection.
@@ -48,14 +49,15 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod bulk;
 mod cross_tenant;
 mod error;
 mod global;
+mod input;
 mod org_id;
 mod tenant_scope;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod trace;
 
 pub use cross_tenant::CrossTenant;
 pub use error::{Context, Error, Operation, Rejection, Result};
@@ -64,12 +66,32 @@ pub use flakeguard_migration as migration;
 pub use global::GlobalTables;
 pub use org_id::{MAX_ORG_ID_LEN, OrgId};
 pub use sea_orm;
-pub use tenant_scope::{Page, SET_TENANT_SQL, ScopedSelect, TenantScope};
+pub use tenant_scope::{Page, SET_TENANT_SQL, ScopedSelect, TenantRow, TenantScope};
 
-use sea_orm::{Database, DatabaseConnection};
+use std::sync::Arc;
+
+use sea_orm::sqlx::{self, Connection as _};
+use sea_orm::{Database, DatabaseConnection, DbErr, RuntimeErr};
 
 /// Opens a connection pool to `url` (`postgres://user:password@host:port/database`).
+///
+/// Fails at once with the connection's own error (refused, unknown host, bad password, no
+/// such database) when the server cannot be reached.
 pub async fn connect(url: &str) -> Result<DatabaseConnection> {
+    // sqlx's pool retries a refused connection until its acquire timeout (30 s) and then says
+    // only "pool timed out"; one direct connection first reports the real cause at once.
+    let conn_err = |e: sqlx::Error| {
+        Error::database(
+            Operation::Connect,
+            DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))),
+        )
+    };
+    let options: sqlx::postgres::PgConnectOptions = url.parse().map_err(conn_err)?;
+    let probe = sqlx::postgres::PgConnection::connect_with(&options)
+        .await
+        .map_err(conn_err)?;
+    // The probe has done its work; a failure to close it politely changes nothing.
+    let _ = probe.close().await;
     Database::connect(url)
         .await
         .map_err(|e| Error::database(Operation::Connect, e))

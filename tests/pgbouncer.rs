@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use flakeguard_db::sea_orm::sqlx::postgres::PgConnectOptions;
 use flakeguard_db::sea_orm::{ConnectOptions, Database, DatabaseConnection};
-use flakeguard_db::testing::{APP_ROLE, TestDatabase};
+use flakeguard_db::testing::{APP_ROLE, TestDatabase, free_port, running_as_root};
 use support::workload::{self, Config};
 
 /// Where PgBouncer is looked for, after `$PATH`.
@@ -37,22 +37,6 @@ fn find_pgbouncer() -> Option<PathBuf> {
     on_path
         .chain(PGBOUNCER_PATHS.iter().map(PathBuf::from))
         .find(|p| p.is_file())
-}
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn seed() -> u64 {
@@ -96,7 +80,7 @@ impl PgBouncer {
             .prefix("flakeguard-pgbouncer-")
             .tempdir()
             .unwrap();
-        let port = free_port();
+        let port = free_port().unwrap();
         let log = dir.path().join("pgbouncer.log");
         // PgBouncer trusts its clients (as the throwaway server trusts 127.0.0.1); auth_file
         // lists the users it accepts, with the passwords it logs in to the server with, should

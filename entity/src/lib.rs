@@ -18,37 +18,8 @@
 //! - [`TABLES`]: every table with its tenant class, in creation order.
 
 pub mod enums;
-pub mod prelude;
 pub mod stamps;
 pub mod tenancy;
-
-pub mod artifact;
-pub mod audit_log;
-pub mod check_run;
-pub mod fg_failure_cluster;
-pub mod fg_failure_cluster_to_fg_test_case;
-pub mod fg_flake_score;
-pub mod fg_issue_link;
-pub mod fg_job;
-pub mod fg_occurrence;
-pub mod fg_quarantine_decision;
-pub mod fg_repository;
-pub mod fg_test_case;
-pub mod fg_workflow_run;
-pub mod flake_detection;
-pub mod ingestion_job;
-pub mod installation;
-pub mod organization;
-pub mod organization_user;
-pub mod repository;
-pub mod subscription;
-pub mod task;
-pub mod test_result;
-pub mod test_suite;
-pub mod usage_metric;
-pub mod user;
-pub mod workflow_job;
-pub mod workflow_run;
 
 use tenancy::{Tenancy, TenantClass};
 
@@ -71,6 +42,15 @@ pub struct TableInfo {
     pub row_filter: fn(&str) -> Option<sea_orm::Condition>,
     /// The entity's columns: name and definition (type, nullability), in declaration order.
     pub columns: fn() -> Vec<(&'static str, sea_orm::ColumnDef)>,
+    /// The primary key's columns, in order.
+    pub primary_key: fn() -> Vec<&'static str>,
+}
+
+impl TableInfo {
+    /// The tables whose rows belong to an organization (every class but global).
+    pub fn tenant_data() -> impl Iterator<Item = &'static TableInfo> {
+        TABLES.iter().filter(|t| t.class.is_tenant_data())
+    }
 }
 
 /// The columns of entity `E`: name and definition, in declaration order.
@@ -79,8 +59,27 @@ pub fn columns_of<E: sea_orm::EntityTrait>() -> Vec<(&'static str, sea_orm::Colu
     E::Column::iter().map(|c| (c.as_str(), c.def())).collect()
 }
 
+/// The one declaration of the schema's tables: each line names the entity module, the table
+/// and the prelude name. It declares the modules, the [`prelude`] and [`TABLES`], so that adding a
+/// table takes one line here (and its migration).
+/// The primary key columns of entity `E`, in order.
+pub fn primary_key_of<E: sea_orm::EntityTrait>() -> Vec<&'static str> {
+    use sea_orm::{IdenStatic, Iterable, PrimaryKeyToColumn};
+    E::PrimaryKey::iter()
+        .map(|pk| pk.into_column().as_str())
+        .collect()
+}
+
 macro_rules! tables {
-    ($($module:ident => $name:literal),+ $(,)?) => {
+    ($($module:ident => $name:literal as $alias:ident),+ $(,)?) => {
+        $(pub mod $module;)+
+
+        /// Every entity under its table's name, and the enums.
+        pub mod prelude {
+            pub use crate::enums::{FgQuarantineState, Priority, TaskStatus};
+            $(pub use crate::$module::Entity as $alias;)+
+        }
+
         /// Every table of the schema with its tenant class, in the order the migrations create them.
         pub const TABLES: &[TableInfo] = &[
             $(TableInfo {
@@ -88,6 +87,7 @@ macro_rules! tables {
                 class: <$module::Entity as Tenancy>::CLASS,
                 row_filter: <$module::Entity as Tenancy>::row_filter,
                 columns: columns_of::<$module::Entity>,
+                primary_key: primary_key_of::<$module::Entity>,
             }),+
         ];
 
@@ -104,33 +104,33 @@ macro_rules! tables {
 }
 
 tables! {
-    user => "User",
-    task => "Task",
-    installation => "Installation",
-    repository => "Repository",
-    check_run => "CheckRun",
-    workflow_run => "WorkflowRun",
-    workflow_job => "WorkflowJob",
-    artifact => "Artifact",
-    flake_detection => "FlakeDetection",
-    test_suite => "TestSuite",
-    test_result => "TestResult",
-    ingestion_job => "IngestionJob",
-    fg_repository => "FGRepository",
-    fg_workflow_run => "FGWorkflowRun",
-    fg_job => "FGJob",
-    fg_test_case => "FGTestCase",
-    fg_occurrence => "FGOccurrence",
-    fg_flake_score => "FGFlakeScore",
-    fg_quarantine_decision => "FGQuarantineDecision",
-    fg_issue_link => "FGIssueLink",
-    fg_failure_cluster => "FGFailureCluster",
-    fg_failure_cluster_to_fg_test_case => "_FGFailureClusterToFGTestCase",
-    organization => "Organization",
-    organization_user => "OrganizationUser",
-    subscription => "Subscription",
-    audit_log => "AuditLog",
-    usage_metric => "UsageMetric",
+    user => "User" as User,
+    task => "Task" as Task,
+    installation => "Installation" as Installation,
+    repository => "Repository" as Repository,
+    check_run => "CheckRun" as CheckRun,
+    workflow_run => "WorkflowRun" as WorkflowRun,
+    workflow_job => "WorkflowJob" as WorkflowJob,
+    artifact => "Artifact" as Artifact,
+    flake_detection => "FlakeDetection" as FlakeDetection,
+    test_suite => "TestSuite" as TestSuite,
+    test_result => "TestResult" as TestResult,
+    ingestion_job => "IngestionJob" as IngestionJob,
+    fg_repository => "FGRepository" as FgRepository,
+    fg_workflow_run => "FGWorkflowRun" as FgWorkflowRun,
+    fg_job => "FGJob" as FgJob,
+    fg_test_case => "FGTestCase" as FgTestCase,
+    fg_occurrence => "FGOccurrence" as FgOccurrence,
+    fg_flake_score => "FGFlakeScore" as FgFlakeScore,
+    fg_quarantine_decision => "FGQuarantineDecision" as FgQuarantineDecision,
+    fg_issue_link => "FGIssueLink" as FgIssueLink,
+    fg_failure_cluster => "FGFailureCluster" as FgFailureCluster,
+    fg_failure_cluster_to_fg_test_case => "_FGFailureClusterToFGTestCase" as FgFailureClusterToFgTestCase,
+    organization => "Organization" as Organization,
+    organization_user => "OrganizationUser" as OrganizationUser,
+    subscription => "Subscription" as Subscription,
+    audit_log => "AuditLog" as AuditLog,
+    usage_metric => "UsageMetric" as UsageMetric,
 }
 
 /// Looks up a table's entry in [`TABLES`] by its database name.

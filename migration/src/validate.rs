@@ -344,12 +344,23 @@ async fn check_null_org_ids(
                     problems.push(format!("{}: {n} rows with NULL \"orgId\"", t.name));
                 }
             }
-            // The role is subject to row-level security and cannot look; NOT NULL answers.
-            _ if !col.nullable => {}
-            _ => problems.push(format!(
-                "{}: \"orgId\" is nullable and this role cannot count NULLs past row-level security",
+            Ok(None) => problems.push(format!(
+                "{}: counting NULL \"orgId\" returned no row",
                 t.name
             )),
+            // 42501: the role is subject to row-level security and may not look past it
+            // (`row_security = off` refuses); the NOT NULL constraint answers instead.
+            Err(e) if sql_state(&e).as_deref() == Some("42501") => {
+                if col.nullable {
+                    problems.push(format!(
+                        "{}: \"orgId\" is nullable and this role cannot count NULLs past \
+                         row-level security",
+                        t.name
+                    ));
+                }
+            }
+            // Anything else (a lost connection, a missing table) is a problem, not a pass.
+            Err(e) => problems.push(format!("{}: could not count NULL \"orgId\": {e}", t.name)),
         }
     }
     Ok(checked)
@@ -498,4 +509,18 @@ async fn adopt_locked(db: &DatabaseConnection) -> Result<Adoption, MigrateError>
         .map(|(n, _)| n.clone())
         .collect();
     Ok(Adoption::Adopted { recorded, pending })
+}
+
+/// The SQLSTATE of a driver error, if the server sent one.
+fn sql_state(err: &DbErr) -> Option<String> {
+    match err {
+        DbErr::Exec(sea_orm_migration::sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm_migration::sea_orm::RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            sea_orm_migration::sea_orm::sqlx::Error::Database(db) => {
+                db.code().map(|c| c.into_owned())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }

@@ -33,21 +33,23 @@
 //! which costs a few catalog writes and is not worth it for a handful of rows. And inside
 //! [`TenantScope::transaction`] the transaction belongs to SeaORM, which gives no access to its
 //! connection for `COPY`: there this method does what `insert_many` does, with the same result.
+//!
+//! Value encoding ([`encode`]) is written here because no crate turns SeaORM's `Value` into
+//! `COPY` text; sqlx's own `COPY` support takes raw bytes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use flakeguard_entity::stamps::Stamped;
-use flakeguard_entity::tenancy::TenantOwned;
 use sea_orm::sqlx::{self, AssertSqlSafe};
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ActiveValue, DatabaseConnection, DatabaseConnectionType,
-    DbErr, EntityName, EntityTrait, IdenStatic, IntoActiveModel, Iterable, RuntimeErr, Value,
+    ActiveModelTrait, ActiveValue, DatabaseConnection, DatabaseConnectionType, DbErr, EntityName,
+    EntityTrait, IdenStatic, Iterable, RuntimeErr, Value,
 };
 
+use super::{SET_TENANT_SQL, TenantRow, TenantScope};
 use crate::error::{Context, Operation};
-use crate::tenant_scope::SET_TENANT_SQL;
-use crate::{Error, Result, TenantScope};
+use crate::trace;
+use crate::{Error, Result};
 
 /// The staging table, in the session's own temporary schema.
 const STAGE: &str = r#"pg_temp."_flakeguard_copy_stage""#;
@@ -87,9 +89,7 @@ impl TenantScope {
     /// ```
     pub async fn insert_many_copy<A, I>(&self, rows: I) -> Result<u64>
     where
-        A: ActiveModelTrait + ActiveModelBehavior + Stamped + Send + Sync + 'static,
-        A::Entity: TenantOwned,
-        <A::Entity as EntityTrait>::Model: IntoActiveModel<A> + Send + Sync,
+        A: TenantRow,
         I: IntoIterator<Item = A>,
     {
         let Some(db) = self.pool().filter(|db| {
@@ -118,11 +118,16 @@ impl TenantScope {
                 ..ctx.clone()
             };
             let unit = self.unit(&read).await?;
-            self.verify_fks(unit.conn(), &ctx, &checks).await?;
+            self.verify_fks(&unit, &ctx, &checks).await?;
             unit.finish(self, &read).await?;
         }
         let target = quote_ident(<A::Entity as Default>::default().table_name());
-        self.copy_through_staging(db, &ctx, &target, groups).await
+        trace::operation(
+            &ctx,
+            trace::count,
+            self.copy_through_staging(db, &ctx, &target, groups),
+        )
+        .await
     }
 
     /// Step 2 of the design: one transaction of the tenant that copies `groups` into the
@@ -136,9 +141,10 @@ impl TenantScope {
     ) -> Result<u64> {
         let fail_as = |operation: Operation| {
             move |e: sqlx::Error| {
-                let mut c = ctx.clone();
-                c.operation = operation;
-                self.fail(c, DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e))))
+                Error::from_db(
+                    ctx.with_operation(operation),
+                    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e))),
+                )
             }
         };
         let fail = fail_as(ctx.operation);

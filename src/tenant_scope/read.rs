@@ -1,0 +1,246 @@
+//! Reads: [`TenantScope::find`] and [`ScopedSelect`], lookups by id, counts, raw queries.
+
+use flakeguard_entity::tenancy::TenantOwned;
+use sea_orm::{
+    Condition, ConnectionTrait, EntityTrait, IntoSimpleExpr, JoinType, Order, PaginatorTrait,
+    PrimaryKeyTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, Related, Select, Statement,
+};
+
+use super::TenantScope;
+use super::guard::table_of;
+use crate::error::Operation;
+use crate::trace;
+use crate::{Error, Result};
+
+impl TenantScope {
+    /// A query over this tenant's rows of `E`, to refine with filters, ordering, pagination and
+    /// joins, then run.
+    pub fn find<E: TenantOwned>(&self) -> ScopedSelect<'_, E> {
+        ScopedSelect {
+            scope: self,
+            select: E::find().filter(E::tenant_condition(self.org.as_str())),
+        }
+    }
+
+    /// This tenant's row of `E` with primary key `id`; `None` when there is none, including when
+    /// the row belongs to another organization.
+    pub async fn find_by_id<E, K>(&self, id: K) -> Result<Option<E::Model>>
+    where
+        E: TenantOwned,
+        E::Model: Send + Sync,
+        K: Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
+    {
+        let select = E::find_by_id(id).filter(E::tenant_condition(self.org.as_str()));
+        let ctx = self.ctx_for::<E>(Operation::Find);
+        self.statement(&ctx, &[], trace::some, |tx| Box::pin(select.one(tx)))
+            .await
+    }
+
+    /// The number of this tenant's rows of `E` that satisfy `filter`.
+    pub async fn count<E>(&self, filter: impl Into<Condition>) -> Result<u64>
+    where
+        E: TenantOwned,
+        E::Model: Send + Sync,
+    {
+        self.find::<E>().filter(filter).count().await
+    }
+
+    /// This tenant's own `Organization` row (`None` if it has not been created).
+    pub async fn organization(&self) -> Result<Option<flakeguard_entity::organization::Model>> {
+        self.find_by_id::<flakeguard_entity::organization::Entity, _>(self.org.as_str().to_owned())
+            .await
+    }
+
+    /// Runs a raw query inside this scope's transaction, with the tenant set.
+    ///
+    /// Raw SQL carries no tenant predicate from this crate: only row-level security in the
+    /// database restricts it. Prefer the typed methods.
+    pub async fn query_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>> {
+        let ctx = self.ctx(Operation::Raw, None);
+        self.statement(&ctx, &[], trace::len, |tx| tx.query_all_raw(stmt))
+            .await
+    }
+}
+
+/// A query over one tenant's rows of `E`, from [`TenantScope::find`].
+///
+/// The tenant predicate is in place from the start; every method only narrows or orders the
+/// result, and joins add the joined table's own tenant predicate.
+#[must_use = "a query does nothing until it is run with all, one, count or page"]
+pub struct ScopedSelect<'s, E: EntityTrait> {
+    scope: &'s TenantScope,
+    select: Select<E>,
+}
+
+/// One page of results, from [`ScopedSelect::page`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<M> {
+    /// The rows of this page.
+    pub items: Vec<M>,
+    /// The page number, from 0.
+    pub page: u64,
+    /// Rows per page.
+    pub per_page: u64,
+    /// Rows in all pages.
+    pub total: u64,
+}
+
+impl<M> Page<M> {
+    /// The number of pages (0 when there are no rows).
+    pub fn page_count(&self) -> u64 {
+        self.total.div_ceil(Ord::max(self.per_page, 1))
+    }
+
+    /// Whether a page follows this one.
+    pub fn has_next(&self) -> bool {
+        self.page + 1 < self.page_count()
+    }
+}
+
+impl<'s, E> ScopedSelect<'s, E>
+where
+    E: TenantOwned,
+    E::Model: Send + Sync,
+{
+    /// Keeps only the rows that also satisfy `filter` (a column expression or a `Condition`).
+    pub fn filter(mut self, filter: impl Into<Condition>) -> Self {
+        self.select = self.select.filter(filter.into());
+        self
+    }
+
+    /// Orders by `col` ascending (any expression, including a joined table's column).
+    pub fn order_by_asc(mut self, col: impl IntoSimpleExpr) -> Self {
+        self.select = self.select.order_by(col, Order::Asc);
+        self
+    }
+
+    /// Orders by `col` descending.
+    pub fn order_by_desc(mut self, col: impl IntoSimpleExpr) -> Self {
+        self.select = self.select.order_by(col, Order::Desc);
+        self
+    }
+
+    /// Returns at most `n` rows.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.select = self.select.limit(n);
+        self
+    }
+
+    /// Skips the first `n` rows.
+    pub fn offset(mut self, n: u64) -> Self {
+        self.select = self.select.offset(n);
+        self
+    }
+
+    /// Inner-joins the related tenant table `R` (through the link table for a many-to-many),
+    /// with `R`'s own tenant predicate, so that filters and ordering may use `R`'s columns.
+    pub fn inner_join<R>(mut self) -> Self
+    where
+        R: TenantOwned,
+        E: Related<R>,
+    {
+        let org = self.scope.org.as_str();
+        if let Some(via) = <E as Related<R>>::via() {
+            let link = table_of(&via.to_tbl);
+            self.select = self.select.join(JoinType::InnerJoin, via);
+            if let Some(filter) = link
+                .and_then(|t| flakeguard_entity::table(&t))
+                .and_then(|t| (t.row_filter)(org))
+            {
+                self.select = self.select.filter(filter);
+            }
+        }
+        self.select = self
+            .select
+            .join(JoinType::InnerJoin, <E as Related<R>>::to())
+            .filter(R::tenant_condition(org));
+        self
+    }
+
+    /// Runs the query; every row.
+    pub async fn all(self) -> Result<Vec<E::Model>> {
+        let ctx = self.scope.ctx_for::<E>(Operation::Find);
+        let select = self.select;
+        self.scope
+            .statement(&ctx, &[], trace::len, |tx| Box::pin(select.all(tx)))
+            .await
+    }
+
+    /// Runs the query; the first row, if any.
+    pub async fn one(self) -> Result<Option<E::Model>> {
+        let ctx = self.scope.ctx_for::<E>(Operation::Find);
+        let select = self.select;
+        self.scope
+            .statement(&ctx, &[], trace::some, |tx| Box::pin(select.one(tx)))
+            .await
+    }
+
+    /// Counts the rows.
+    pub async fn count(self) -> Result<u64> {
+        let ctx = self.scope.ctx_for::<E>(Operation::Count);
+        let select = self.select;
+        self.scope
+            .statement(&ctx, &[], trace::count, |tx| Box::pin(select.count(tx)))
+            .await
+    }
+
+    /// Page `page` (from 0) of `per_page` rows, with the total, in one transaction.
+    pub async fn page(self, page: u64, per_page: u64) -> Result<Page<E::Model>> {
+        let ctx = self.scope.ctx_for::<E>(Operation::Find);
+        if per_page == 0 {
+            return Err(Error::InvalidInput {
+                context: ctx,
+                reason: "a page holds at least one row".to_owned(),
+            });
+        }
+        let (scope, select) = (self.scope, self.select);
+        let fetch_items = |items: &(u64, Vec<E::Model>)| items.1.len() as u64;
+        let (total, items) = trace::operation(&ctx, fetch_items, async {
+            let unit = scope.unit(&ctx).await?;
+            let pages = select.paginate(unit.conn(), per_page);
+            let total = unit.check(&ctx, pages.num_items().await)?;
+            let items = unit.check(&ctx, pages.fetch_page(page).await)?;
+            unit.finish(scope, &ctx).await?;
+            Ok((total, items))
+        })
+        .await?;
+        Ok(Page {
+            items,
+            page,
+            per_page,
+            total,
+        })
+    }
+
+    /// Also fetches the related row of `R` of each row (left join), seen only when it belongs to
+    /// this tenant.
+    pub async fn all_with<R>(self) -> Result<Vec<(E::Model, Option<R::Model>)>>
+    where
+        R: TenantOwned,
+        R::Model: Send + Sync,
+        E: Related<R>,
+    {
+        let ctx = self.scope.ctx_for::<E>(Operation::Find);
+        let org = self.scope.org.clone();
+        let mut select = self.select;
+        if let Some(via) = <E as Related<R>>::via() {
+            let link = table_of(&via.to_tbl).and_then(|t| flakeguard_entity::table(&t));
+            let org = org.clone();
+            let via = match link {
+                Some(link) => via.on_condition(move |_, _| {
+                    (link.row_filter)(org.as_str()).unwrap_or_else(Condition::all)
+                }),
+                None => via,
+            };
+            select = select.join(JoinType::LeftJoin, via);
+        }
+        let to =
+            <E as Related<R>>::to().on_condition(move |_, _| R::tenant_condition(org.as_str()));
+        let select = select
+            .join(JoinType::LeftJoin, to)
+            .select_also(R::default());
+        self.scope
+            .statement(&ctx, &[], trace::len, |tx| Box::pin(select.all(tx)))
+            .await
+    }
+}

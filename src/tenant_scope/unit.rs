@@ -1,0 +1,198 @@
+//! The unit of work: how one operation of a scope gets its transaction, and how its outcome is
+//! traced and recorded.
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, TransactionTrait,
+    Value,
+};
+use tokio::sync::{MappedMutexGuard, MutexGuard};
+use tracing::Instrument;
+
+use super::guard::FkCheck;
+use super::{Conn, SET_TENANT_SQL, TenantScope, TxShared};
+use crate::error::{Context, Operation};
+use crate::{Error, Result};
+
+/// The transaction one operation of a scope runs in.
+pub(crate) enum Unit<'a> {
+    /// The scope's open transaction, finished by whoever opened it. Held for the operation, so
+    /// that the transaction cannot end under it.
+    Shared {
+        tx: MappedMutexGuard<'a, DatabaseTransaction>,
+        shared: &'a TxShared,
+    },
+    /// A savepoint inside the scope's open transaction, for an operation of several statements
+    /// that must leave nothing behind when one fails.
+    Savepoint {
+        _parent: MappedMutexGuard<'a, DatabaseTransaction>,
+        tx: DatabaseTransaction,
+    },
+    /// A transaction of this operation's own.
+    Own(DatabaseTransaction),
+    /// A read-only transaction of this operation's own: it has nothing to commit, so it ends
+    /// with a rollback that is queued, not waited for (see [`TenantScope::unit`]).
+    Read(DatabaseTransaction),
+}
+
+/// Whether a driver error means the statement reached the server and failed there (or the
+/// connection broke), which aborts the enclosing transaction. Errors made after a statement
+/// succeeded (no row returned, a value that does not decode) leave it intact.
+fn aborts_transaction(err: &DbErr) -> bool {
+    matches!(
+        err,
+        DbErr::Exec(_) | DbErr::Query(_) | DbErr::Conn(_) | DbErr::ConnectionAcquire(_)
+    )
+}
+
+/// The open transaction of `shared`, locked for one operation; [`Error::TransactionEnded`]
+/// when it has ended.
+pub(crate) async fn lock<'a>(
+    shared: &'a TxShared,
+    ctx: &Context,
+) -> Result<MappedMutexGuard<'a, DatabaseTransaction>> {
+    MutexGuard::try_map(shared.tx.lock().await, |tx| tx.as_mut()).map_err(|_| {
+        Error::TransactionEnded {
+            context: ctx.clone(),
+        }
+    })
+}
+
+impl Unit<'_> {
+    pub(crate) fn conn(&self) -> &DatabaseTransaction {
+        match self {
+            Unit::Shared { tx, .. } => tx,
+            Unit::Savepoint { tx, .. } | Unit::Own(tx) | Unit::Read(tx) => tx,
+        }
+    }
+
+    /// Maps the outcome of a statement of this unit, recording a failure that aborted the
+    /// scope's open transaction (see [`TenantScope::transaction`]).
+    pub(crate) fn check<T>(&self, ctx: &Context, result: Result<T, DbErr>) -> Result<T> {
+        result.map_err(|e| {
+            if let Unit::Shared { shared, .. } = self
+                && aborts_transaction(&e)
+            {
+                shared.note_failure(ctx);
+            }
+            Error::from_db(ctx.clone(), e)
+        })
+    }
+
+    /// Commits a transaction (or savepoint) of the operation's own; nothing for a shared one;
+    /// for a read, the rollback is queued on the connection (dropping the transaction).
+    pub(crate) async fn finish(self, scope: &TenantScope, ctx: &Context) -> Result<()> {
+        match self {
+            Unit::Shared { .. } => Ok(()),
+            Unit::Read(tx) => {
+                drop(tx);
+                Ok(())
+            }
+            Unit::Own(tx) => scope.commit(tx, ctx).await,
+            Unit::Savepoint { tx, _parent } => scope.commit(tx, ctx).await,
+        }
+    }
+}
+
+impl TenantScope {
+    /// This scope's transaction for one operation: the open one, or a new one bound to the
+    /// tenant, committed by [`Unit::finish`] and rolled back if dropped unfinished.
+    ///
+    /// A read ([`Operation::Find`], [`Operation::Count`]) on the pool does not wait for a
+    /// COMMIT: its transaction wrote nothing, so it ends with a ROLLBACK that the driver queues
+    /// on the connection and sends, and waits for, when the connection goes back to the pool
+    /// (sqlx tests a returned connection with a ping, which flushes it) or at the latest before
+    /// the connection's next statement. The tenant setting is transaction-local either way, so
+    /// nothing of it outlives the read. That takes one round trip off the read's critical path
+    /// (the ROLLBACK travels with the pool's release ping; see BENCHMARKS.md).
+    pub(crate) async fn unit(&self, ctx: &Context) -> Result<Unit<'_>> {
+        Ok(match &self.conn {
+            Conn::Tx(shared) => Unit::Shared {
+                tx: lock(shared, ctx).await?,
+                shared,
+            },
+            Conn::Pool(db) if matches!(ctx.operation, Operation::Find | Operation::Count) => {
+                Unit::Read(self.begin(db, ctx).await?)
+            }
+            Conn::Pool(db) => Unit::Own(self.begin(db, ctx).await?),
+        })
+    }
+
+    /// Like [`TenantScope::unit`], for a write of several statements: inside an open
+    /// transaction it takes a savepoint, so that a failure leaves nothing behind either way.
+    pub(crate) async fn atomic_unit(&self, ctx: &Context) -> Result<Unit<'_>> {
+        Ok(match &self.conn {
+            Conn::Tx(shared) => {
+                let parent = lock(shared, ctx).await?;
+                let tx = parent.begin().await.map_err(|e| {
+                    let begin = ctx.with_operation(Operation::Begin);
+                    shared.note_failure(&begin);
+                    Error::from_db(begin, e)
+                })?;
+                Unit::Savepoint {
+                    _parent: parent,
+                    tx,
+                }
+            }
+            Conn::Pool(db) => Unit::Own(self.begin(db, ctx).await?),
+        })
+    }
+
+    /// Opens a transaction on `db` and binds it to the tenant, in a `flakeguard.begin` span.
+    pub(crate) async fn begin(
+        &self,
+        db: &DatabaseConnection,
+        ctx: &Context,
+    ) -> Result<DatabaseTransaction> {
+        let span = tracing::debug_span!("flakeguard.begin", tenant = %self.org);
+        let begin = ctx.with_operation(Operation::Begin);
+        async {
+            let tx = db
+                .begin()
+                .await
+                .map_err(|e| Error::from_db(begin.clone(), e))?;
+            tx.execute_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                SET_TENANT_SQL,
+                [Value::from(self.org.as_str())],
+            ))
+            .await
+            .map_err(|e| Error::from_db(begin.clone(), e))?;
+            Ok(tx)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs one statement, `f`, as a unit of work of this scope: in its transaction (see
+    /// [`TenantScope::unit`]), after the foreign-key checks, with driver errors mapped to `ctx`,
+    /// in a `flakeguard.operation` span that records `rows(&result)`.
+    pub(crate) async fn statement<T, F>(
+        &self,
+        ctx: &Context,
+        checks: &[FkCheck],
+        rows: fn(&T) -> u64,
+        f: F,
+    ) -> Result<T>
+    where
+        F: for<'c> FnOnce(
+            &'c DatabaseTransaction,
+        ) -> futures_util::future::BoxFuture<'c, Result<T, DbErr>>,
+    {
+        crate::trace::operation(ctx, rows, async {
+            let unit = self.unit(ctx).await?;
+            self.verify_fks(&unit, ctx, checks).await?;
+            let out = unit.check(ctx, f(unit.conn()).await)?;
+            unit.finish(self, ctx).await?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The pool this scope runs on; `None` when it is bound to a transaction.
+    pub(crate) fn pool(&self) -> Option<&DatabaseConnection> {
+        match &self.conn {
+            Conn::Pool(db) => Some(db),
+            Conn::Tx(_) => None,
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Writes: insert, update, delete and upsert, one row or many, and raw statements.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flakeguard_entity::tenancy::TenantOwned;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExecResult, IdenStatic,
+    Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, QueryFilter, Statement,
+};
+
+use super::{TenantRow, TenantScope};
+use crate::error::Operation;
+use crate::trace;
+use crate::{Error, Result};
+
+/// PostgreSQL's limit on bind parameters in one statement.
+const MAX_BIND_PARAMS: usize = 65_535;
+
+type Model<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
+
+impl TenantScope {
+    /// Inserts one row and returns it as stored.
+    ///
+    /// An unset id becomes a CUID2, "updatedAt" is set, "orgId" is filled in when unset (for
+    /// `Organization`, the id is the tenant id). Refused with [`Error::TenantDenied`], before
+    /// anything is sent, when the row names another organization or a foreign key points at a
+    /// row this tenant does not see.
+    pub async fn insert<A>(&self, mut row: A) -> Result<Model<A>>
+    where
+        A: TenantRow,
+    {
+        let ctx = self.ctx_for::<A::Entity>(Operation::Insert);
+        self.prepare_insert(&ctx, &mut row)?;
+        let checks = self.fk_checks(&ctx, std::slice::from_ref(&row), true)?;
+        let insert = <A::Entity as EntityTrait>::insert(row);
+        self.statement(&ctx, &checks, trace::one, |tx| {
+            Box::pin(insert.exec_with_returning(tx))
+        })
+        .await
+    }
+
+    /// Inserts many rows atomically (all or none) and returns how many were inserted.
+    ///
+    /// Each row is prepared as by [`TenantScope::insert`]. Rows are grouped by the columns they
+    /// set, so a column left unset gets its database default, and sent in statements within
+    /// PostgreSQL's limit of bind parameters.
+    pub async fn insert_many<A, I>(&self, rows: I) -> Result<u64>
+    where
+        A: TenantRow,
+        I: IntoIterator<Item = A>,
+    {
+        let ctx = self.ctx_for::<A::Entity>(Operation::InsertMany);
+        let mut rows: Vec<A> = rows.into_iter().collect();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        for row in &mut rows {
+            self.prepare_insert(&ctx, row)?;
+        }
+        let checks = self.fk_checks(&ctx, &rows, true)?;
+        // Group rows by the set of columns they carry: InsertMany sends NULL, not DEFAULT, for a
+        // column one row leaves unset while another sets it.
+        let mut groups: BTreeMap<Vec<bool>, Vec<A>> = BTreeMap::new();
+        for row in rows {
+            let shape = <A::Entity as EntityTrait>::Column::iter()
+                .map(|c| !row.get(c).is_not_set())
+                .collect();
+            groups.entry(shape).or_default().push(row);
+        }
+        trace::operation(&ctx, trace::count, async {
+            let unit = self.atomic_unit(&ctx).await?;
+            self.verify_fks(&unit, &ctx, &checks).await?;
+            let mut inserted = 0;
+            for (shape, rows) in groups {
+                let width = shape.iter().filter(|set| **set).count().max(1);
+                let per_statement = (MAX_BIND_PARAMS / width).max(1);
+                let mut rows = rows.into_iter().peekable();
+                while rows.peek().is_some() {
+                    let chunk: Vec<A> = rows.by_ref().take(per_statement).collect();
+                    inserted += unit.check(
+                        &ctx,
+                        <A::Entity as EntityTrait>::insert_many(chunk)
+                            .exec_without_returning(unit.conn())
+                            .await,
+                    )?;
+                }
+            }
+            unit.finish(self, &ctx).await?;
+            Ok(inserted)
+        })
+        .await
+    }
+
+    /// Updates the columns that `row` sets, on this tenant's row with `row`'s primary key, and
+    /// returns the row as stored. "updatedAt" is refreshed.
+    ///
+    /// [`Error::NotFound`] when this tenant has no such row; [`Error::TenantDenied`] when the
+    /// update would move the row to another organization or point a foreign key at a row this
+    /// tenant does not see.
+    pub async fn update<A>(&self, mut row: A) -> Result<Model<A>>
+    where
+        A: TenantRow,
+    {
+        let ctx = self.ctx_for::<A::Entity>(Operation::Update);
+        for pk in <<A::Entity as EntityTrait>::PrimaryKey as Iterable>::iter() {
+            let col = pk.into_column();
+            if row.get(col).is_not_set() {
+                return Err(Error::InvalidInput {
+                    context: ctx,
+                    reason: format!(
+                        "update needs the row's primary key: \"{}\" is not set",
+                        col.as_str()
+                    ),
+                });
+            }
+        }
+        self.check_update(&ctx, &row)?;
+        row.stamp_for_update();
+        let checks = self.fk_checks(&ctx, std::slice::from_ref(&row), false)?;
+        let cond = <A::Entity as TenantOwned>::tenant_condition(self.org.as_str());
+        let update = <A::Entity as EntityTrait>::update(row)
+            .validate()
+            .map_err(|e| Error::from_db(ctx.clone(), e))?
+            .filter(cond);
+        self.statement(&ctx, &checks, trace::one, |tx| Box::pin(update.exec(tx)))
+            .await
+    }
+
+    /// Sets the columns that `values` sets on every row of this tenant that satisfies `filter`,
+    /// refreshing "updatedAt"; returns how many rows changed.
+    pub async fn update_many<A>(&self, mut values: A, filter: impl Into<Condition>) -> Result<u64>
+    where
+        A: TenantRow,
+    {
+        let ctx = self.ctx_for::<A::Entity>(Operation::UpdateMany);
+        self.check_update(&ctx, &values)?;
+        for pk in <<A::Entity as EntityTrait>::PrimaryKey as Iterable>::iter() {
+            let col = pk.into_column();
+            if values.get(col).is_set() {
+                return Err(Error::InvalidInput {
+                    context: ctx,
+                    reason: format!(
+                        "update many cannot change the key column \"{}\"",
+                        col.as_str()
+                    ),
+                });
+            }
+        }
+        values.stamp_for_update();
+        let checks = self.fk_checks(&ctx, std::slice::from_ref(&values), false)?;
+        let update = <A::Entity as EntityTrait>::update_many()
+            .set(values)
+            .filter(<A::Entity as TenantOwned>::tenant_condition(
+                self.org.as_str(),
+            ))
+            .filter(filter.into());
+        let changed = self
+            .statement(
+                &ctx,
+                &checks,
+                |r: &sea_orm::UpdateResult| r.rows_affected,
+                |tx| Box::pin(update.exec(tx)),
+            )
+            .await?;
+        Ok(changed.rows_affected)
+    }
+
+    /// Deletes this tenant's row of `E` with primary key `id`; [`Error::NotFound`] when there is
+    /// none (including another organization's row, which is left alone).
+    pub async fn delete<E, K>(&self, id: K) -> Result<()>
+    where
+        E: TenantOwned,
+        E::Model: Send + Sync,
+        K: Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
+    {
+        let ctx = self.ctx_for::<E>(Operation::Delete);
+        let delete = E::delete_by_id(id).filter(E::tenant_condition(self.org.as_str()));
+        let deleted = self
+            .statement(&ctx, &[], rows_deleted, |tx| Box::pin(delete.exec(tx)))
+            .await?;
+        match deleted.rows_affected {
+            0 => Err(Error::NotFound { context: ctx }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes every row of this tenant's `E` that satisfies `filter`; returns how many.
+    pub async fn delete_many<E>(&self, filter: impl Into<Condition>) -> Result<u64>
+    where
+        E: TenantOwned,
+        E::Model: Send + Sync,
+    {
+        let ctx = self.ctx_for::<E>(Operation::DeleteMany);
+        let delete = E::delete_many()
+            .filter(E::tenant_condition(self.org.as_str()))
+            .filter(filter.into());
+        let deleted = self
+            .statement(&ctx, &[], rows_deleted, |tx| Box::pin(delete.exec(tx)))
+            .await?;
+        Ok(deleted.rows_affected)
+    }
+
+    /// Inserts `row`, or, when it conflicts with an existing row on the unique constraint over
+    /// `conflict` columns, updates that row with every other column `row` sets. Returns the row
+    /// as stored.
+    ///
+    /// Only this tenant's row is ever updated: a conflict with another organization's row (on a
+    /// constraint that does not include "orgId") is refused with [`Error::TenantDenied`].
+    pub async fn upsert<A, C>(&self, mut row: A, conflict: C) -> Result<Model<A>>
+    where
+        A: TenantRow,
+        C: IntoIterator<Item = <A::Entity as EntityTrait>::Column>,
+    {
+        let ctx = self.ctx_for::<A::Entity>(Operation::Upsert);
+        self.prepare_insert(&ctx, &mut row)?;
+        let conflict: Vec<_> = conflict.into_iter().collect();
+        if conflict.is_empty() {
+            return Err(Error::InvalidInput {
+                context: ctx,
+                reason: "upsert needs the columns of a unique constraint".to_owned(),
+            });
+        }
+        let keep: BTreeSet<&str> = conflict
+            .iter()
+            .map(|c| c.as_str())
+            .chain(
+                <<A::Entity as EntityTrait>::PrimaryKey as Iterable>::iter()
+                    .map(|pk| pk.into_column().as_str()),
+            )
+            .chain(["orgId", "createdAt"])
+            .collect();
+        let update_cols: Vec<_> = <A::Entity as EntityTrait>::Column::iter()
+            .filter(|c| row.get(*c).is_set() && !keep.contains(c.as_str()))
+            .collect();
+        let checks = self.fk_checks(&ctx, std::slice::from_ref(&row), true)?;
+        let conflict_names: Vec<&'static str> = conflict.iter().map(|c| c.as_str()).collect();
+        let mut on_conflict = OnConflict::columns(conflict);
+        if update_cols.is_empty() {
+            // Nothing to change: set the first key column to the value it already holds, so
+            // that the stored row stays as it is (its id included: the row's own id is never
+            // replaced by the one just generated for the insert) and RETURNING still yields it.
+            let key = <<A::Entity as EntityTrait>::PrimaryKey as Iterable>::iter()
+                .map(PrimaryKeyToColumn::into_column)
+                .next()
+                .ok_or_else(|| Error::InvalidInput {
+                    context: ctx.clone(),
+                    reason: "entity has no primary key".to_owned(),
+                })?;
+            on_conflict.value(key, Expr::col((A::Entity::default(), key)));
+        } else {
+            on_conflict.update_columns(update_cols);
+        }
+        on_conflict.action_and_where(Expr::from(<A::Entity as TenantOwned>::tenant_condition(
+            self.org.as_str(),
+        )));
+        let insert = <A::Entity as EntityTrait>::insert(row).on_conflict(on_conflict);
+        let stored = self
+            .statement(&ctx, &checks, trace::some, |tx| {
+                Box::pin(async move {
+                    match insert.exec_with_returning(tx).await {
+                        Ok(model) => Ok(Some(model)),
+                        // The conflicting row failed the tenant condition: nothing was written.
+                        Err(DbErr::RecordNotFound(_) | DbErr::RecordNotInserted) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+            })
+            .await
+            .map_err(|e| match e.sql_state() {
+                // 42P10: no unique constraint matches the ON CONFLICT columns.
+                Some("42P10") => Error::InvalidInput {
+                    context: ctx.clone(),
+                    reason: format!(
+                        "upsert on ({}): no unique constraint of \"{}\" covers exactly these \
+                         columns; upsert needs one",
+                        conflict_names
+                            .iter()
+                            .map(|c| format!("\"{c}\""))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        ctx.table.unwrap_or("?"),
+                    ),
+                },
+                _ => e,
+            })?;
+        stored.ok_or_else(|| Error::TenantDenied {
+            context: ctx,
+            reason: "the row conflicts with a row of another organization".to_owned(),
+        })
+    }
+
+    /// Executes a raw statement inside this scope's transaction, with the tenant set. As with
+    /// [`TenantScope::query_raw`], only row-level security restricts it.
+    pub async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult> {
+        let ctx = self.ctx(Operation::Raw, None);
+        self.statement(
+            &ctx,
+            &[],
+            |r: &ExecResult| r.rows_affected(),
+            |tx| tx.execute_raw(stmt),
+        )
+        .await
+    }
+}
+
+fn rows_deleted(r: &sea_orm::DeleteResult) -> u64 {
+    r.rows_affected
+}
