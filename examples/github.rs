@@ -24,7 +24,8 @@ use flakeguard_db::entity::{
     test_suite, workflow_job, workflow_run,
 };
 use flakeguard_db::sea_orm::{ColumnTrait, Condition, IntoActiveModel, Set};
-use flakeguard_db::{Context, Error, Operation, OrgId, Result, TenantScope};
+use flakeguard_db::testing::{expect_nothing, expect_refused};
+use flakeguard_db::{Context, Error, Operation, OrgId, TenantScope};
 use serde_json::json;
 
 /// The test classes and methods the newest run reports: 24 results.
@@ -41,7 +42,7 @@ const METHODS: [&str; 8] = [
 ];
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
     let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
     let acme = TenantScope::new(db.clone(), OrgId::generate());
@@ -71,10 +72,7 @@ async fn main() -> Result<()> {
             ..Default::default()
         })
         .await;
-    match refused {
-        Err(e) => println!("  without an id: refused: {e}"),
-        Ok(row) => println!("  without an id: WRITTEN {row:?}"),
-    }
+    expect_refused("without an id", refused)?;
     let inst = acme
         .insert(installation::ActiveModel {
             id: Set(gh.to_string()),
@@ -174,7 +172,7 @@ async fn main() -> Result<()> {
     }
     let (old_run, latest_run) = match runs.as_slice() {
         [first, .., last] => (first.clone(), last.clone()),
-        _ => return Err(not_found("WorkflowRun")),
+        _ => return Err(not_found("WorkflowRun").into()),
     };
 
     println!("\n4. artifacts of the latest run (child rows too)");
@@ -525,7 +523,11 @@ async fn main() -> Result<()> {
         .count::<workflow_job::Entity>(Condition::all())
         .await?;
     let artifacts = globex.count::<artifact::Entity>(Condition::all()).await?;
-    println!("  Globex sees {jobs} workflow jobs and {artifacts} artifacts");
+    expect_nothing(
+        "Globex counts workflow jobs and artifacts",
+        (jobs, artifacts),
+        jobs == 0 && artifacts == 0,
+    )?;
     let stolen = globex
         .insert(workflow_job::ActiveModel {
             github_id: Set(gh + 99),
@@ -535,10 +537,7 @@ async fn main() -> Result<()> {
             ..Default::default()
         })
         .await;
-    match stolen {
-        Err(e) => println!("  Globex attaches a job to Acme's run: refused: {e}"),
-        Ok(row) => println!("  Globex attaches a job to Acme's run: WRITTEN {row:?}"),
-    }
+    expect_refused("Globex attaches a job to Acme's run", stolen)?;
 
     println!("\nsummary for {}:", org.name);
     for (table, n) in [

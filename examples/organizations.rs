@@ -25,11 +25,12 @@ use flakeguard_db::entity::{
 use flakeguard_db::sea_orm::{
     ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
 };
+use flakeguard_db::testing::{expect_nothing, expect_refused};
 use flakeguard_db::{Context, Error, GlobalTables, Operation, OrgId, Result, TenantScope};
 use serde_json::json;
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
     let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
     let global = GlobalTables::new(db.clone());
@@ -56,7 +57,7 @@ async fn main() -> Result<()> {
 
     println!("\n2. read it back with scope.organization()");
     let Some(org) = acme.organization().await? else {
-        return Err(not_found("Organization"));
+        return Err(not_found("Organization").into());
     };
     println!(
         "  {} (slug {}), created {}",
@@ -233,15 +234,21 @@ async fn main() -> Result<()> {
     let ours = acme
         .count::<organization_user::Entity>(Condition::all())
         .await?;
-    println!("  Globex counts {theirs} members; Acme counts {ours}");
-    println!("  Globex looks up Grace's membership by id: {by_id:?}");
+    println!("  Acme counts {ours} members");
+    expect_nothing("Globex counts members", theirs, theirs == 0)?;
+    expect_nothing(
+        "Globex looks up Grace's membership by id",
+        &by_id,
+        by_id.is_none(),
+    )?;
     let acme_row = globex
         .find_by_id::<organization::Entity, _>(org.id.clone())
         .await?;
-    println!(
-        "  Globex looks up Acme's organization row: {:?}",
-        acme_row.map(|o| o.name)
-    );
+    expect_nothing(
+        "Globex looks up Acme's organization row",
+        &acme_row,
+        acme_row.is_none(),
+    )?;
     let promoted = globex
         .update_many(
             organization_user::ActiveModel {
@@ -251,14 +258,17 @@ async fn main() -> Result<()> {
             organization_user::Column::UserId.eq(grace.user_id.as_str()),
         )
         .await?;
-    println!("  Globex tries to make Grace an owner: {promoted} rows changed");
-    match globex
-        .delete::<organization_user::Entity, _>(ada.id.clone())
-        .await
-    {
-        Err(e) => println!("  Globex tries to remove Ada: {e}"),
-        Ok(()) => println!("  Globex tries to remove Ada: DELETED"),
-    }
+    expect_nothing(
+        "Globex tries to make Grace an owner (rows changed)",
+        promoted,
+        promoted == 0,
+    )?;
+    expect_refused(
+        "Globex tries to remove Ada",
+        globex
+            .delete::<organization_user::Entity, _>(ada.id.clone())
+            .await,
+    )?;
 
     println!("\ndone");
     Ok(())

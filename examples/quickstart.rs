@@ -15,10 +15,12 @@ use flakeguard_db::entity::{
     fg_occurrence, fg_repository, fg_test_case, fg_workflow_run, organization,
 };
 use flakeguard_db::sea_orm::{ColumnTrait, Set};
+use flakeguard_db::testing::{expect_nothing, expect_refused};
 use flakeguard_db::{OrgId, Result, TenantScope};
 
+/// Exits non-zero on any error, and on any isolation breach ([`flakeguard_db::testing::Breach`]).
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
     let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
 
@@ -50,16 +52,17 @@ async fn main() -> Result<()> {
     let by_id = acme
         .find_by_id::<fg_test_case::Entity, _>(globex_data.test_case.clone())
         .await?;
-    println!("  find Globex's test case by id: {by_id:?}");
+    expect_nothing("find Globex's test case by id", &by_id, by_id.is_none())?;
     let by_filter = acme
         .find::<fg_occurrence::Entity>()
         .filter(fg_occurrence::Column::OrgId.eq(globex.org_id().as_str()))
         .all()
         .await?;
-    println!(
-        "  occurrences filtered on Globex's orgId: {} rows",
-        by_filter.len()
-    );
+    expect_nothing(
+        "occurrences filtered on Globex's orgId",
+        by_filter.len(),
+        by_filter.is_empty(),
+    )?;
     let write = acme
         .insert(fg_occurrence::ActiveModel {
             test_id: Set(globex_data.test_case.clone()),
@@ -68,10 +71,7 @@ async fn main() -> Result<()> {
             ..Default::default()
         })
         .await;
-    match write {
-        Err(e) => println!("  record an occurrence of Globex's test: refused: {e}"),
-        Ok(row) => println!("  record an occurrence of Globex's test: WRITTEN {row:?}"),
-    }
+    expect_refused("record an occurrence of Globex's test", write)?;
     let named = acme
         .insert(fg_repository::ActiveModel {
             org_id: Set(globex.org_id().to_string()),
@@ -81,10 +81,7 @@ async fn main() -> Result<()> {
             ..Default::default()
         })
         .await;
-    match named {
-        Err(e) => println!("  create a repository in Globex's name: refused: {e}"),
-        Ok(row) => println!("  create a repository in Globex's name: WRITTEN {row:?}"),
-    }
+    expect_refused("create a repository in Globex's name", named)?;
     println!("\ndone");
     Ok(())
 }

@@ -66,9 +66,10 @@ impl Operation {
     }
 }
 
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Operation {
+    /// The operation's name, as errors and tracing spans show it (`insert many`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
             Operation::Connect => "connect",
             Operation::Migrate => "migrate",
             Operation::Begin => "begin",
@@ -87,7 +88,13 @@ impl fmt::Display for Operation {
             Operation::Transaction => "transaction",
             #[cfg(feature = "testing")]
             Operation::Admin => "admin",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

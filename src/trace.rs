@@ -31,7 +31,7 @@ pub(crate) async fn operation<T>(
         "flakeguard.operation",
         tenant = ctx.tenant.as_ref().map(|t| t.as_str()).unwrap_or(""),
         table = ctx.table.unwrap_or(""),
-        operation = %ctx.operation,
+        operation = ctx.operation.as_str(),
         rows = tracing::field::Empty,
         outcome = tracing::field::Empty,
     );

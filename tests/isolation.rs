@@ -27,7 +27,7 @@ fn stmt(sql: impl Into<String>, values: Vec<Value>) -> Statement {
 }
 
 fn key_sql(table: &str) -> &'static str {
-    SCOPED_TABLES.iter().find(|(t, _)| *t == table).unwrap().1
+    &SCOPED_TABLES.iter().find(|(t, _)| *t == table).unwrap().1
 }
 
 /// The typed checks of one table: `own` sees exactly its rows, and finds, updates and deletes
@@ -153,7 +153,7 @@ async fn all_typed_violations(db: &DatabaseConnection, a: &Tenant, b: &Tenant) -
 /// Every row of every scoped table, as the superuser sees them: table -> sorted keys.
 async fn everything(admin: &DatabaseConnection) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
-    for (table, key) in SCOPED_TABLES {
+    for (table, key) in SCOPED_TABLES.iter().map(|(t, k)| (*t, k.as_str())) {
         let rows = admin
             .query_all_raw(stmt(
                 format!(r#"SELECT {key} AS k FROM "{table}" ORDER BY 1"#),
@@ -205,7 +205,7 @@ async fn raw_violations(app: &DatabaseConnection, a: &Tenant, b: &Tenant) -> Vec
     let mut out = Vec::new();
     for (own, other) in [(a, b), (b, a)] {
         let scope = TenantScope::new(app.clone(), own.org.clone());
-        for (table, key) in SCOPED_TABLES {
+        for (table, key) in SCOPED_TABLES.iter().map(|(t, k)| (*t, k.as_str())) {
             let rows = match scope
                 .query_raw(stmt(
                     format!(r#"SELECT {key} AS k FROM "{table}" ORDER BY 1"#),
@@ -267,7 +267,7 @@ async fn database_refuses_rows_for_another_tenant_in_every_table() {
     let w = world().await;
     let scope = TenantScope::new(w.app.clone(), w.a.org.clone());
     let b = &w.b;
-    for (table, key) in SCOPED_TABLES {
+    for (table, key) in SCOPED_TABLES.iter().map(|(t, k)| (*t, k.as_str())) {
         let changes = match table {
             "Organization" => serde_json::json!({"id": "org-c", "slug": "org-c"}),
             "WorkflowJob" | "Artifact" => {
@@ -348,7 +348,7 @@ async fn database_refuses_foreign_keys_repointed_at_another_tenants_row() {
 #[tokio::test]
 async fn without_a_tenant_nothing_is_visible() {
     let w = world().await;
-    for (table, _) in SCOPED_TABLES {
+    for (table, _) in SCOPED_TABLES.iter().map(|(t, k)| (*t, k.as_str())) {
         let plain = w
             .app
             .query_one_raw(stmt(

@@ -613,3 +613,60 @@ async fn entities_and_the_migrated_database_do_not_drift() {
         ]
     );
 }
+
+/// `validate` may pass a nullable-"orgId" check only when the role is refused a look past
+/// row-level security (SQLSTATE 42501); any other failure of the count (here a lock it cannot
+/// get, as a lost connection would) is a problem, not a pass.
+#[tokio::test]
+async fn validate_reports_a_failed_null_org_id_count_instead_of_passing() {
+    let db = TestDatabase::new().await.unwrap();
+    let admin = db.connect().await.unwrap();
+    admin
+        .execute_unprepared(&format!(
+            r#"ALTER DATABASE "{}" SET lock_timeout = '200ms'"#,
+            db.name()
+        ))
+        .await
+        .unwrap();
+    // An inheritance child of FGOccurrence, outside the public schema that validate reads,
+    // held by a second session: counting FGOccurrence must read the child, and cannot.
+    admin
+        .execute_unprepared(
+            r#"CREATE SCHEMA hold; CREATE TABLE hold.occ () INHERITS (public."FGOccurrence")"#,
+        )
+        .await
+        .unwrap();
+    let holder = db.connect().await.unwrap();
+    let tx = flakeguard_db::sea_orm::TransactionTrait::begin(&holder)
+        .await
+        .unwrap();
+    tx.execute_unprepared("LOCK TABLE hold.occ IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let validating = db.connect().await.unwrap();
+    let report = flakeguard_db::migration::validate::validate(&validating)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    admin
+        .execute_unprepared("DROP SCHEMA hold CASCADE")
+        .await
+        .unwrap();
+    assert!(
+        !report.is_ok(),
+        "validate passed without counting FGOccurrence"
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.starts_with(r#"FGOccurrence: could not count NULL "orgId""#)),
+        "{:?}",
+        report.problems
+    );
+    // Without the lock the same database is valid.
+    let report = flakeguard_db::migration::validate::validate(&validating)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}

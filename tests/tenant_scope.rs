@@ -5,9 +5,9 @@
 mod support;
 
 use flakeguard_db::entity::*;
-use flakeguard_db::sea_orm::{ColumnTrait, Set};
+use flakeguard_db::sea_orm::{ColumnTrait, ConnectionTrait, Set};
 use flakeguard_db::{Error, OrgId, TenantScope};
-use support::tenants::world;
+use support::tenants::{counts, values_only_of, world};
 
 fn case(repo: &str, name: &str) -> fg_test_case::ActiveModel {
     fg_test_case::ActiveModel {
@@ -125,29 +125,58 @@ async fn joins_reach_related_tables_with_their_own_tenant_predicate() {
         Some(w.a.key("WorkflowRun"))
     );
 
-    // B sees none of A's scores through the same join.
-    let b_flaky = w
-        .scope(&w.b)
+    // Rows that break the tenant boundary, planted by the superuser, whom row-level security
+    // does not restrict: the joined table's own predicate is all that keeps them out.
+    let unscored = s.insert(case(repo, "z")).await.unwrap();
+    w.admin
+        .execute_unprepared(&format!(
+            r#"INSERT INTO "FGFlakeScore" (id, "orgId", "testId", score, "lastUpdatedAt")
+                 VALUES ('stray-score', 'org-b', '{a_case}', 0.99, now());
+               INSERT INTO "FGOccurrence" (id, "orgId", "testId", "runId", status)
+                 VALUES ('stray-occ', 'org-a', '{b_case}', '{a_run}', 'failed');"#,
+            a_case = unscored.id,
+            b_case = w.b.key("FGTestCase"),
+            a_run = w.a.key("FGWorkflowRun"),
+        ))
+        .await
+        .unwrap();
+    let rust_lock_alone = TenantScope::new(w.admin.clone(), w.a.org.clone());
+    let b_scores = rust_lock_alone
         .find::<fg_test_case::Entity>()
         .inner_join::<fg_flake_score::Entity>()
-        .filter(fg_flake_score::Column::Score.gt(0.55))
+        .filter(fg_flake_score::Column::Score.gt(0.95))
         .count()
         .await
         .unwrap();
-    assert_eq!(b_flaky, 0);
+    assert_eq!(b_scores, 0, "A's join reached B's score");
+    let with_cases = rust_lock_alone
+        .find::<fg_occurrence::Entity>()
+        .filter(fg_occurrence::Column::Id.eq("stray-occ"))
+        .all_with::<fg_test_case::Entity>()
+        .await
+        .unwrap();
+    assert_eq!(with_cases.len(), 1, "the occurrence is A's");
+    assert_eq!(with_cases[0].1, None, "A's left join reached B's test case");
 }
 
 #[tokio::test]
 async fn insert_fills_in_the_tenant_the_id_and_the_timestamp() {
     let w = world().await;
+    // The database keeps microseconds; the crate's clock gives nanoseconds.
+    let before = chrono::Utc::now() - chrono::Duration::microseconds(1);
     let c = w
         .scope(&w.a)
         .insert(case(w.a.key("FGRepository"), "new"))
         .await
         .unwrap();
+    let after = chrono::Utc::now();
     assert_eq!(c.org_id, "org-a");
     assert!(cuid2::is_cuid2(&c.id));
-    assert!(c.updated_at <= chrono::Utc::now());
+    assert!(
+        before <= c.updated_at && c.updated_at <= after,
+        "updatedAt {} not set by this insert ({before} .. {after})",
+        c.updated_at
+    );
 }
 
 #[tokio::test]
@@ -155,7 +184,7 @@ async fn writes_naming_another_organization_are_refused_and_write_nothing() {
     let w = world().await;
     let s = w.scope(&w.a);
     let repo = w.a.key("FGRepository");
-    let before = s.find::<fg_test_case::Entity>().count().await.unwrap();
+    let before = counts(&w.admin).await;
 
     let mut named = case(repo, "x");
     named.org_id = Set("org-b".into());
@@ -183,10 +212,13 @@ async fn writes_naming_another_organization_are_refused_and_write_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::TenantDenied { .. }), "{err}");
-    assert!(
-        !err.to_string().contains("org-b"),
-        "error names nothing of B: {err}"
-    );
+    let text = err.to_string();
+    for value in values_only_of(&w.admin, &w.a, &w.b).await {
+        assert!(
+            !text.contains(&value),
+            "error carries B's {value:?}: {text}"
+        );
+    }
 
     // Moving an own row to B, or re-pointing it at B's repository.
     let own = s
@@ -226,10 +258,7 @@ async fn writes_naming_another_organization_are_refused_and_write_nothing() {
         s.insert_many(rows).await,
         Err(Error::TenantDenied { .. })
     ));
-    assert_eq!(
-        s.find::<fg_test_case::Entity>().count().await.unwrap(),
-        before
-    );
+    assert_eq!(counts(&w.admin).await, before, "nothing was written");
     let unchanged = s
         .find_by_id::<fg_test_case::Entity, _>(own.id.clone())
         .await
@@ -242,25 +271,30 @@ async fn update_and_delete_reach_only_the_tenants_own_rows() {
     let w = world().await;
     let s = w.scope(&w.a);
     let theirs = w.b.key("FGTestCase").to_owned();
-    assert_eq!(
-        s.find_by_id::<fg_test_case::Entity, _>(theirs.clone())
-            .await
-            .unwrap(),
-        None
-    );
-    let change = fg_test_case::ActiveModel {
-        id: Set(theirs.clone()),
-        owner_team: Set(Some("mine now".into())),
-        ..Default::default()
-    };
-    assert!(matches!(
-        s.update(change).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        s.delete::<fg_test_case::Entity, _>(theirs.clone()).await,
-        Err(Error::NotFound { .. })
-    ));
+    // On the application role (both locks), and on the superuser, whom row-level security does
+    // not restrict: there the crate's own predicate is all that stands between A and B's row.
+    for db in [&w.app, &w.admin] {
+        let s = TenantScope::new(db.clone(), w.a.org.clone());
+        assert_eq!(
+            s.find_by_id::<fg_test_case::Entity, _>(theirs.clone())
+                .await
+                .unwrap(),
+            None
+        );
+        let change = fg_test_case::ActiveModel {
+            id: Set(theirs.clone()),
+            owner_team: Set(Some("mine now".into())),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.update(change).await,
+            Err(Error::NotFound { .. })
+        ));
+        assert!(matches!(
+            s.delete::<fg_test_case::Entity, _>(theirs.clone()).await,
+            Err(Error::NotFound { .. })
+        ));
+    }
     let still = w
         .scope(&w.b)
         .find_by_id::<fg_test_case::Entity, _>(theirs)
@@ -280,6 +314,14 @@ async fn update_and_delete_reach_only_the_tenants_own_rows() {
     let updated = s.update(change).await.unwrap();
     assert_eq!(updated.owner_team.as_deref(), Some("core"));
     assert!(updated.updated_at > own.updated_at);
+    let stamps: std::collections::HashMap<String, _> = s
+        .find::<fg_test_case::Entity>()
+        .all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.id, c.updated_at))
+        .collect();
     let bulk = fg_test_case::ActiveModel {
         suite: Set("integration".into()),
         ..Default::default()
@@ -291,10 +333,11 @@ async fn update_and_delete_reach_only_the_tenants_own_rows() {
         2
     );
     let all = s.find::<fg_test_case::Entity>().all().await.unwrap();
-    assert!(
-        all.iter()
-            .all(|c| c.suite == "integration" && c.updated_at > own.updated_at)
-    );
+    assert_eq!(all.len(), 2);
+    for c in &all {
+        assert_eq!(c.suite, "integration");
+        assert!(c.updated_at > stamps[&c.id], "{} kept its stamp", c.id);
+    }
     let key = fg_test_case::ActiveModel {
         id: Set("new-id".into()),
         ..Default::default()
@@ -498,4 +541,80 @@ async fn cross_tenant_access_needs_its_own_bypassrls_connection() {
     // A scope on the platform connection still filters by tenant, without RLS.
     let b = platform.scope(w.b.org.clone());
     assert_eq!(b.find::<fg_occurrence::Entity>().count().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn upsert_with_nothing_to_change_keeps_the_stored_row_and_its_id() {
+    let w = world().await;
+    let s = w.scope(&w.a);
+    let conflict = [
+        fg_occurrence::Column::OrgId,
+        fg_occurrence::Column::RunId,
+        fg_occurrence::Column::TestId,
+    ];
+    let row = || fg_occurrence::ActiveModel {
+        test_id: Set(w.a.rows["FGTestCase"][1].clone()),
+        run_id: Set(w.a.key("FGWorkflowRun").to_owned()),
+        status: Set("failed".into()),
+        ..Default::default()
+    };
+    // Stored (or, where the seed already recorded it, updated in place).
+    let first = s.upsert(row(), conflict).await.unwrap();
+    // The same occurrence delivered again, built from the stored row: every value unchanged,
+    // no id (a fresh one is generated for the insert), nothing to update.
+    let mut again: fg_occurrence::ActiveModel = first.clone().into();
+    again.id = flakeguard_db::sea_orm::ActiveValue::NotSet;
+    let second = s.upsert(again, conflict).await.unwrap();
+    assert_eq!(
+        second, first,
+        "the stored row, its id included, is returned as it was"
+    );
+    let stored = s
+        .find_by_id::<fg_occurrence::Entity, _>(first.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(first));
+}
+
+/// The error for a tenant whose organization does not exist is recognised by SQLSTATE and
+/// constraint, not by PostgreSQL's English message: here a trigger raises the same error as
+/// the foreign key would, with a German message, as a server with `lc_messages = 'de_DE'`
+/// would send it.
+#[tokio::test]
+async fn an_unknown_organization_is_told_by_sqlstate_and_constraint_not_message_text() {
+    let w = world().await;
+    w.admin
+        .execute_unprepared(
+            r#"CREATE FUNCTION pg_temp_fk_de() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 RAISE EXCEPTION USING
+                   ERRCODE = '23503',
+                   MESSAGE = 'Einfügen oder Aktualisieren in Tabelle »FGRepository« verletzt Fremdschlüssel-Constraint »FGRepository_orgId_fkey«',
+                   CONSTRAINT = 'FGRepository_orgId_fkey',
+                   TABLE = 'FGRepository';
+               END $$;
+               CREATE TRIGGER fk_de BEFORE INSERT ON "FGRepository"
+                 FOR EACH ROW EXECUTE FUNCTION pg_temp_fk_de();"#,
+        )
+        .await
+        .unwrap();
+    let ghost = TenantScope::new(w.app.clone(), OrgId::new("ghost-org").unwrap());
+    let err = ghost
+        .insert(fg_repository::ActiveModel {
+            owner: Set("ghost".into()),
+            name: Set("web".into()),
+            installation_id: Set("i".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownOrganization { .. }),
+        "expected UnknownOrganization, got {err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("organization ghost-org does not exist"),
+        "{err}"
+    );
 }

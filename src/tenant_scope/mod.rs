@@ -235,7 +235,7 @@ impl TenantScope {
         let ctx = self.ctx(Operation::Transaction, None);
         let span = tracing::info_span!(
             "flakeguard.transaction",
-            tenant = %self.org,
+            tenant = self.org.as_str(),
             operation = "transaction",
             outcome = tracing::field::Empty,
         );
@@ -306,7 +306,7 @@ impl TenantScope {
     pub(crate) async fn commit(&self, tx: DatabaseTransaction, ctx: &Context) -> Result<()> {
         let span = tracing::debug_span!(
             "flakeguard.commit",
-            tenant = %self.org,
+            tenant = self.org.as_str(),
             outcome = tracing::field::Empty,
         );
         let committed = tx

@@ -143,7 +143,7 @@ impl TenantScope {
         db: &DatabaseConnection,
         ctx: &Context,
     ) -> Result<DatabaseTransaction> {
-        let span = tracing::debug_span!("flakeguard.begin", tenant = %self.org);
+        let span = tracing::debug_span!("flakeguard.begin", tenant = self.org.as_str());
         let begin = ctx.with_operation(Operation::Begin);
         async {
             let tx = db

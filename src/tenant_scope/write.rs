@@ -176,13 +176,17 @@ impl TenantScope {
     {
         let ctx = self.ctx_for::<E>(Operation::Delete);
         let delete = E::delete_by_id(id).filter(E::tenant_condition(self.org.as_str()));
-        let deleted = self
-            .statement(&ctx, &[], rows_deleted, |tx| Box::pin(delete.exec(tx)))
-            .await?;
-        match deleted.rows_affected {
-            0 => Err(Error::NotFound { context: ctx }),
-            _ => Ok(()),
-        }
+        self.statement(&ctx, &[], trace::count, |tx| {
+            Box::pin(async move {
+                match delete.exec(tx).await?.rows_affected {
+                    // Not this tenant's row, or none at all: the two are not told apart.
+                    0 => Err(DbErr::RecordNotUpdated),
+                    n => Ok(n),
+                }
+            })
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Deletes every row of this tenant's `E` that satisfies `filter`; returns how many.

@@ -131,3 +131,73 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock only means another test panicked; the value is still usable.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// An example or test found one organization's data within another's reach.
+#[derive(Debug, thiserror::Error)]
+#[error("isolation breach: {what}: {outcome}")]
+pub struct Breach {
+    /// What was attempted.
+    pub what: String,
+    /// What came back instead of a refusal (debug-formatted).
+    pub outcome: String,
+}
+
+/// Checks an attempt that must be refused (a write into another organization's data, an input
+/// that must not be stored): prints `what: refused: <error>` and returns the error, or returns a
+/// [`Breach`] when the attempt succeeded. Examples return it from `main`, so that a breach
+/// makes them exit non-zero.
+pub fn expect_refused<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T>,
+) -> std::result::Result<Error, Breach> {
+    match result {
+        Err(e) => {
+            println!("  {what}: refused: {e}");
+            Ok(e)
+        }
+        Ok(v) => Err(Breach {
+            what: what.to_owned(),
+            outcome: format!("succeeded with {v:?}"),
+        }),
+    }
+}
+
+/// Checks a read that must find nothing of another organization (`found` is what it found,
+/// `nothing` whether that is nothing): prints `what: nothing`, or returns a [`Breach`].
+pub fn expect_nothing<T: std::fmt::Debug>(
+    what: &str,
+    found: T,
+    nothing: bool,
+) -> std::result::Result<(), Breach> {
+    if nothing {
+        println!("  {what}: nothing ({found:?})");
+        Ok(())
+    } else {
+        Err(Breach {
+            what: what.to_owned(),
+            outcome: format!("found {found:?}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod breach_tests {
+    use super::*;
+
+    #[test]
+    fn a_write_that_went_through_or_a_read_that_found_something_is_a_breach() {
+        let written: Result<u64> = Ok(1);
+        let breach = expect_refused("write B's row", written).unwrap_err();
+        assert_eq!(
+            breach.to_string(),
+            "isolation breach: write B's row: succeeded with 1"
+        );
+        let refused: Result<u64> = Err(Error::Config("no".into()));
+        assert!(matches!(
+            expect_refused("write B's row", refused),
+            Ok(Error::Config(_))
+        ));
+        assert!(expect_nothing("read B's row", Some("row"), false).is_err());
+        assert!(expect_nothing("read B's row", None::<&str>, true).is_ok());
+    }
+}

@@ -2,41 +2,30 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use chrono::{Duration, Utc};
+use flakeguard_db::entity::TableInfo;
+use flakeguard_db::entity::tenancy::TenantClass;
 use flakeguard_db::entity::*;
-use flakeguard_db::sea_orm::{DatabaseConnection, Set};
+use flakeguard_db::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Set, Statement};
 use flakeguard_db::testing::TestDatabase;
-use flakeguard_db::{GlobalTables, OrgId, TenantScope};
+use flakeguard_db::{Error, GlobalTables, Operation, OrgId, TenantScope};
 
-/// Every table a scope reaches, with the SQL that gives a row's key as text.
-pub const SCOPED_TABLES: [(&str, &str); 25] = [
-    ("Organization", "id"),
-    ("OrganizationUser", "id"),
-    ("Subscription", "id"),
-    ("AuditLog", "id"),
-    ("UsageMetric", "id"),
-    ("Task", "id"),
-    ("Installation", "id"),
-    ("Repository", "id"),
-    ("WorkflowRun", "id"),
-    ("CheckRun", "id"),
-    ("WorkflowJob", "id"),
-    ("Artifact", "id"),
-    ("TestSuite", "id"),
-    ("TestResult", "id"),
-    ("FlakeDetection", "id"),
-    ("FGRepository", "id"),
-    ("FGWorkflowRun", "id"),
-    ("FGJob", "id"),
-    ("FGTestCase", "id"),
-    ("FGOccurrence", "id"),
-    ("FGFlakeScore", "id"),
-    ("FGQuarantineDecision", "id"),
-    ("FGIssueLink", "id"),
-    ("FGFailureCluster", "id"),
-    ("_FGFailureClusterToFGTestCase", r#""A" || '|' || "B""#),
-];
+/// Every table a scope reaches (every table of tenant data in the entity registry,
+/// `flakeguard_db::entity::TABLES`), with the SQL that gives a row's key as text.
+pub static SCOPED_TABLES: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|| {
+    TableInfo::tenant_data()
+        .map(|t| {
+            let key = (t.primary_key)()
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(" || '|' || ");
+            (t.name, key)
+        })
+        .collect()
+});
 
 /// One organization's rows: table -> keys (see [`SCOPED_TABLES`]).
 #[derive(Debug, Clone)]
@@ -354,7 +343,11 @@ pub async fn seed(db: &DatabaseConnection, org: &OrgId, n: i64) -> Tenant {
     for list in rows.values_mut() {
         list.sort();
     }
-    assert_eq!(rows.len(), 25, "a row in every scoped table");
+    let seeded: Vec<&str> = rows.keys().copied().collect();
+    let mut scoped: Vec<&str> = SCOPED_TABLES.iter().map(|(t, _)| *t).collect();
+    scoped.sort();
+    assert_eq!(seeded, scoped, "a row in every scoped table");
+    assert_eq!(scoped.len(), 25);
     Tenant {
         org: org.clone(),
         rows,
@@ -391,5 +384,104 @@ pub async fn world() -> World {
         admin,
         a,
         b,
+    }
+}
+
+/// Row counts of every table of the schema, as the superuser sees them.
+pub async fn counts(admin: &DatabaseConnection) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for table in flakeguard_db::entity::TABLES {
+        let row = admin
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!(r#"SELECT count(*) AS n FROM "{}""#, table.name),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        out.push((table.name.to_owned(), row.try_get::<i64>("", "n").unwrap()));
+    }
+    out
+}
+
+/// Every text value of `other`'s rows (in the tables with an "orgId", and `other`'s own
+/// `Organization` row) that `own`'s rows do not also hold, and every key of `other`'s rows:
+/// what an error shown to `own` must never carry. Read as the superuser.
+pub async fn values_only_of(
+    admin: &DatabaseConnection,
+    own: &Tenant,
+    other: &Tenant,
+) -> Vec<String> {
+    async fn texts(admin: &DatabaseConnection, org: &OrgId) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for t in TableInfo::tenant_data() {
+            let column = match t.class {
+                TenantClass::TenantRoot => "id",
+                TenantClass::Tenant | TenantClass::TenantOptional => "orgId",
+                TenantClass::Child { .. } | TenantClass::Global => continue,
+            };
+            let rows = admin
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    format!(
+                        r#"SELECT row_to_json(t)::text AS j FROM "{}" t WHERE "{column}" = $1"#,
+                        t.name
+                    ),
+                    [org.as_str().into()],
+                ))
+                .await
+                .unwrap();
+            for row in rows {
+                let json: serde_json::Value =
+                    serde_json::from_str(&row.try_get::<String>("", "j").unwrap()).unwrap();
+                if let serde_json::Value::Object(map) = json {
+                    out.extend(map.into_iter().filter_map(|(_, v)| match v {
+                        serde_json::Value::String(s) => Some(s),
+                        _ => None,
+                    }));
+                }
+            }
+        }
+        out
+    }
+    let mine = texts(admin, &own.org).await;
+    let mut only: Vec<String> = texts(admin, &other.org)
+        .await
+        .difference(&mine)
+        .cloned()
+        .collect();
+    only.extend(other.rows.values().flatten().cloned());
+    // The other tenant's id itself may be named only where the caller named it.
+    only.retain(|v| v != other.org.as_str());
+    only
+}
+
+/// The error names tenant A, `table` and `operation`, and carries none of tenant B's keys.
+pub fn names_its_context(err: &Error, w: &World, table: &str, operation: Operation) {
+    let ctx = err.context().unwrap_or_else(|| panic!("no context: {err}"));
+    assert_eq!(
+        ctx.tenant.as_ref().map(OrgId::as_str),
+        Some("org-a"),
+        "{err}"
+    );
+    assert_eq!(ctx.table, Some(table), "{err}");
+    assert_eq!(ctx.operation, operation, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("for tenant org-a") && text.contains(&format!("\"{table}\"")),
+        "{text}"
+    );
+    carries_nothing_of(&text, &w.b);
+}
+
+/// `text` holds none of `other`'s row keys.
+pub fn carries_nothing_of(text: &str, other: &Tenant) {
+    for keys in other.rows.values() {
+        for key in keys {
+            assert!(
+                !text.contains(key.as_str()),
+                "carries the other tenant's {key}: {text}"
+            );
+        }
     }
 }

@@ -1,0 +1,179 @@
+//! The tracing spans of scoped operations: one `flakeguard.operation` span per operation, with
+//! tenant, table, operation, rows and outcome, `flakeguard.begin` and `flakeguard.commit`
+//! beneath, and never a value of a row in any field.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use flakeguard_db::entity::*;
+use flakeguard_db::sea_orm::Set;
+use flakeguard_db::{Error, TenantScope};
+use support::tenants::world;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+/// A span as it closed: its name, its fields, and the names of its ancestors.
+#[derive(Debug, Clone, Default)]
+struct Closed {
+    name: &'static str,
+    fields: BTreeMap<String, String>,
+    parents: Vec<&'static str>,
+}
+
+#[derive(Default)]
+struct Fields(BTreeMap<String, String>);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+/// Records every span of this crate and every field value it was given.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Closed>>>);
+
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(fields) = span.extensions_mut().get_mut::<Fields>()
+        {
+            values.record(fields);
+        }
+    }
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        if !span.metadata().target().starts_with("flakeguard_db") {
+            return;
+        }
+        let fields = span
+            .extensions()
+            .get::<Fields>()
+            .map(|f| f.0.clone())
+            .unwrap_or_default();
+        let parents = span.scope().skip(1).map(|p| p.name()).collect();
+        self.0.lock().unwrap().push(Closed {
+            name: span.name(),
+            fields,
+            parents,
+        });
+    }
+}
+
+#[tokio::test]
+async fn every_scoped_operation_runs_in_a_span_with_counts_and_no_row_contents() {
+    let w = world().await;
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s = w.scope(&w.a);
+    let secret = "a test name that must never be traced";
+    let repo = w.a.key("FGRepository").to_owned();
+    let stored = s
+        .insert(fg_test_case::ActiveModel {
+            repo_id: Set(repo.clone()),
+            suite: Set("unit".into()),
+            name: Set(secret.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let all = s.find::<fg_test_case::Entity>().all().await.unwrap();
+    let missing = TenantScope::new(w.app.clone(), w.b.org.clone())
+        .delete::<fg_test_case::Entity, _>(stored.id.clone())
+        .await;
+    assert!(matches!(missing, Err(Error::NotFound { .. })));
+    s.transaction(|tx| {
+        Box::pin(async move {
+            tx.find::<fg_test_case::Entity>().count().await?;
+            Ok::<_, Error>(())
+        })
+    })
+    .await
+    .unwrap();
+    drop(_guard);
+
+    let spans = capture.0.lock().unwrap().clone();
+    let ops: Vec<&Closed> = spans
+        .iter()
+        .filter(|c| c.name == "flakeguard.operation")
+        .collect();
+    let field = |c: &Closed, k: &str| c.fields.get(k).cloned().unwrap_or_default();
+    let summary: Vec<[String; 5]> = ops
+        .iter()
+        .map(|c| ["tenant", "table", "operation", "rows", "outcome"].map(|k| field(c, k)))
+        .collect();
+    let row = |t: &str, op: &str, rows: &str, outcome: &str| {
+        [t, "FGTestCase", op, rows, outcome].map(String::from)
+    };
+    let n = all.len().to_string();
+    assert_eq!(
+        summary,
+        vec![
+            row("org-a", "insert", "1", "ok"),
+            row("org-a", "find", &n, "ok"),
+            row("org-b", "delete", "", "not_found"),
+            row("org-a", "count", &n, "ok"),
+        ],
+        "{spans:#?}"
+    );
+    // The last operation ran inside the transaction's span.
+    assert_eq!(ops[3].parents, ["flakeguard.transaction"]);
+    let tx = spans
+        .iter()
+        .find(|c| c.name == "flakeguard.transaction")
+        .expect("a transaction span");
+    assert_eq!(field(tx, "outcome"), "ok");
+    // Begin and commit spans beneath the operations and the transaction.
+    let begins = spans
+        .iter()
+        .filter(|c| c.name == "flakeguard.begin")
+        .count();
+    let commits: Vec<&Closed> = spans
+        .iter()
+        .filter(|c| c.name == "flakeguard.commit")
+        .collect();
+    assert_eq!(begins, 4, "one per transaction opened: {spans:#?}");
+    assert_eq!(
+        commits.len(),
+        2,
+        "the insert and the transaction: {spans:#?}"
+    );
+    assert!(commits.iter().all(|c| !c.parents.is_empty()));
+    // Nothing a row holds appears in any field.
+    for c in &spans {
+        for (k, v) in &c.fields {
+            assert!(
+                !v.contains(secret),
+                "{}.{k} carries row contents: {v}",
+                c.name
+            );
+            assert!(
+                !v.contains(&stored.id),
+                "{}.{k} carries a row's id: {v}",
+                c.name
+            );
+            assert!(
+                !v.contains(&repo),
+                "{}.{k} carries a row's value: {v}",
+                c.name
+            );
+        }
+    }
+}
