@@ -224,7 +224,11 @@ async fn a_failing_batch_writes_nothing_and_leaves_the_connection_clean() {
         .insert_many_copy(vec![occurrence(&t[1], run, "passed"), bad])
         .await
         .unwrap_err();
-    assert!(err.db_err().is_some(), "{err:?}");
+    assert_eq!(
+        err.rejection(),
+        Some(flakeguard_db::Rejection::InvalidValue),
+        "{err:?}"
+    );
     assert_eq!(all_occurrences(&w.admin).await, 0);
 
     let leftovers = pool
@@ -264,7 +268,7 @@ async fn inside_a_transaction_it_commits_and_rolls_back_with_it() {
             })
         })
         .await;
-    assert!(result.is_err());
+    assert!(matches!(result, Err(Error::Config(_))), "{result:?}");
     assert_eq!(all_occurrences(&w.admin).await, 0);
 
     let rows = vec![occurrence(&t[0], &run, "passed")];

@@ -187,8 +187,9 @@ async fn rows_created_at_step_3_survive_the_upgrade_to_the_latest_step_in_the_de
             .unwrap();
         let n: i64 = row.try_get("", "n").unwrap();
         if t == "Task" {
-            // Tenant-optional: personal tasks keep a NULL organization.
+            // Tenant-optional: the personal task t1 keeps a NULL organization.
             assert!(col.nullable);
+            assert_eq!(n, 1, "Task t1 was given an organization");
             continue;
         }
         assert_eq!(n, 0, "{t} has rows outside the default organization");

@@ -113,28 +113,33 @@ async fn connection_carries_no_tenant_after_a_transaction_fails() {
 #[tokio::test]
 async fn connection_carries_no_tenant_after_a_future_is_dropped_mid_transaction() {
     let (_db, pool, scope) = setup().await;
+    scope.insert(repo("kept")).await.unwrap();
+    let inserted = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = std::sync::Arc::clone(&inserted);
     let work = scope.transaction(|tx| {
         Box::pin(async move {
             tx.insert(repo("half-done")).await?;
+            signal.notify_one();
             tokio::time::sleep(Duration::from_secs(30)).await;
             Ok::<_, Error>(())
         })
     });
-    // The future is dropped while its transaction is open, holding the only connection.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), work)
-            .await
-            .is_err()
-    );
+    // The future is dropped while its transaction is open, after its insert, holding the only
+    // connection.
+    tokio::select! {
+        _ = work => panic!("the transaction finished instead of waiting"),
+        _ = inserted.notified() => {}
+    }
     assert_eq!(pooled_tenant(&pool).await, None);
     assert_eq!(
         repositories(&scope).await,
-        0,
-        "the dropped transaction's insert is gone"
+        1,
+        "only the committed row is there: the dropped transaction's insert is gone"
     );
-    // And the connection works normally for the next tenant.
+    // And the connection works normally for the next tenant, who sees none of acme's rows.
     let other = TenantScope::new(pool.clone(), OrgId::new("globex").unwrap());
     assert_eq!(repositories(&other).await, 0);
+    assert_eq!(repositories(&scope).await, 1);
     assert_eq!(pooled_tenant(&pool).await, None);
 }
 

@@ -309,6 +309,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn covers_exactly_the_tables_the_entities_call_tenant_data() {
+        let mut names: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+        names.sort_unstable();
+        let mut tenant_data: Vec<&str> = flakeguard_entity::TableInfo::tenant_data()
+            .map(|t| t.name)
+            .collect();
+        tenant_data.sort_unstable();
+        assert_eq!(names, tenant_data);
+    }
+
+    #[test]
     fn covers_the_25_tables_with_tenant_data_once() {
         let mut names: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
         names.sort_unstable();
