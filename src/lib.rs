@@ -1,4 +1,6 @@
-//! The tenant-safe PostgreSQL data layer of FlakeGuard.
+#![doc = include_str!("../README.md")]
+//!
+//! ## The crate in Rust
 //!
 //! Many organizations share one database. This crate is what application crates (the API
 //! server, the ingestion worker, the CLI) use to read and write it, and what keeps each
@@ -33,7 +35,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Layout
+//! ### Layout
 //!
 //! - [`TenantScope`] (`tenant_scope/`): reads and writes of one organization's data; the rows
 //!   it writes are [`TenantRow`]s.
@@ -46,10 +48,13 @@
 //! - [`migration`]: the `flakeguard-migration` crate: the history of the schema: six schema
 //!   steps, then row-level security.
 //! - [`testing`]: a throwaway PostgreSQL for tests and examples (feature `testing`).
+//! - [`design`]: the design decisions that span files (docs/DESIGN.md).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod cross_tenant;
+#[doc = include_str!("../docs/DESIGN.md")]
+pub mod design {}
 mod error;
 mod global;
 mod input;

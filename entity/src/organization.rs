@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "Organization", rename_all = "camelCase")]
 pub struct Model {
-    /// "id": a CUID2, generated when left unset.
+    /// "id": the tenant id. Through a `TenantScope` it is the scope's own tenant id (filled in
+    /// when left unset, and any other value is refused); elsewhere (`ActiveModel::insert`) a
+    /// CUID2 is generated when it is left unset.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
     /// "name".

@@ -1,4 +1,4 @@
-//! Step 1 of 6: the original schema.
+//! Step 1, of the schema's six history steps: the original schema.
 //!
 //! Creates the enums `"TaskStatus"` and `"Priority"` and the tables `User`, `Task`, `Installation`,
 //! `Repository`, `WorkflowRun`, `CheckRun`, `WorkflowJob`, `Artifact` and `FlakeDetection`, with

@@ -1,4 +1,4 @@
-//! Step 2 of 6: JUnit ingestion.
+//! Step 2, of the schema's six history steps: JUnit ingestion.
 //!
 //! Creates `TestSuite`, `TestResult` (parsed JUnit output, attached to a `Repository` and optionally
 //! to a `CheckRun` and a `WorkflowJob`) and the global `IngestionJob` queue, and adds

@@ -1,4 +1,4 @@
-//! Step 3 of 6: the FlakeGuard core.
+//! Step 3, of the schema's six history steps: the FlakeGuard core.
 //!
 //! Creates the enum `"FGQuarantineState"` and the tables `FGRepository`, `FGWorkflowRun`, `FGJob`,
 //! `FGTestCase`, `FGOccurrence`, `FGFlakeScore`, `FGQuarantineDecision`, `FGIssueLink`,

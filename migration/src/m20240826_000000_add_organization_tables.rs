@@ -1,4 +1,4 @@
-//! Step 4 of 6: organizations.
+//! Step 4, of the schema's six history steps: organizations.
 //!
 //! Creates the tenant root `Organization` and the tenant tables `OrganizationUser`,
 //! `Subscription`, `AuditLog` and `UsageMetric`, which carry a NOT NULL `"orgId"` referencing

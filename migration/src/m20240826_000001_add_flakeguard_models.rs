@@ -1,4 +1,4 @@
-//! Step 5 of 6: every tenant table gets its organization.
+//! Step 5, of the schema's six history steps: every tenant table gets its organization.
 //!
 //! Adds `"orgId"` to the 14 tables created without it in steps 1 to 3: `Installation`,
 //! `Repository`, `CheckRun`, `WorkflowRun`, `FlakeDetection`, `TestSuite`, `TestResult`,

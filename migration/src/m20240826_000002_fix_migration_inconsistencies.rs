@@ -1,4 +1,4 @@
-//! Step 6 of 6: tenant-first keys and indexes.
+//! Step 6, of the schema's six history steps: tenant-first keys and indexes.
 //!
 //! The natural-key unique constraints of the tables that gained `"orgId"` in step 5 are
 //! re-declared with `"orgId"` first, so that two organizations may hold the same test, run or

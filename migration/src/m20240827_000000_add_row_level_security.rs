@@ -1,4 +1,4 @@
-//! Step 7 of 7: row-level security, the database's own lock on tenant data.
+//! Step 7, after the history: row-level security, the database's own lock on tenant data.
 //!
 //! Creates the NOLOGIN role `flakeguard_app` if it does not exist yet, and grants it USAGE on the
 //! schema `public` and SELECT, INSERT, UPDATE, DELETE on every table in it; applications log in as
