@@ -160,8 +160,8 @@ async fn comparison_catches_a_unique_constraint_without_org_id() {
     )
     .await;
     assert_eq!(diffs.len(), 1, "{diffs:?}");
-    assert!(
-        diffs[0].starts_with("FGWorkflowRun: unique FGWorkflowRun_orgId_repoId_runId_key"),
-        "{diffs:?}"
+    assert_eq!(
+        diffs[0],
+        r#"FGWorkflowRun: unique constraint FGWorkflowRun_orgId_repoId_runId_key: expected ["orgId", "repoId", "runId"], found ["repoId", "runId"]"#
     );
 }
