@@ -527,6 +527,12 @@ async fn cross_tenant_access_needs_its_own_bypassrls_connection() {
         .await
         .unwrap_err();
     assert!(matches!(refused, Error::Config(_)), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains(r#"role "flakeguard_test_app""#),
+        "names the role: {refused}"
+    );
     let platform = flakeguard_db::CrossTenant::connect(&w.db.platform_url().await.unwrap())
         .await
         .unwrap();
@@ -616,5 +622,33 @@ async fn an_unknown_organization_is_told_by_sqlstate_and_constraint_not_message_
         err.to_string()
             .contains("organization ghost-org does not exist"),
         "{err}"
+    );
+}
+
+/// CrossTenant's role check reports an answer it cannot read as the error it is, not as a
+/// role named "" that lacks BYPASSRLS. Here the database's search path puts a `pg_roles` of
+/// its own, whose flags are NULL, before the catalog's.
+#[tokio::test]
+async fn cross_tenants_role_check_reports_an_unreadable_answer() {
+    let w = world().await;
+    w.admin
+        .execute_unprepared(&format!(
+            r#"CREATE VIEW public.pg_roles AS
+                 SELECT rolname, NULL::boolean AS rolbypassrls, NULL::boolean AS rolsuper
+                 FROM pg_catalog.pg_roles;
+               GRANT SELECT ON public.pg_roles TO PUBLIC;
+               ALTER DATABASE "{}" SET search_path = public, pg_catalog;"#,
+            w.db.name()
+        ))
+        .await
+        .unwrap();
+    let err = flakeguard_db::CrossTenant::connect(&w.db.platform_url().await.unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Database { .. }), "{err:?}");
+    assert!(!err.to_string().contains("role \"\""), "{err}");
+    assert_eq!(
+        err.context().map(|c| c.operation),
+        Some(flakeguard_db::Operation::Connect)
     );
 }
