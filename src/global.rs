@@ -4,9 +4,9 @@ use flakeguard_entity::stamps::Stamped;
 use flakeguard_entity::tenancy::Global;
 use futures_util::future::BoxFuture;
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityName, EntityTrait, IntoActiveModel, PaginatorTrait, PrimaryKeyTrait, Select,
-    TransactionTrait,
+    ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, EntityName, EntityTrait, IntoActiveModel, PaginatorTrait, PrimaryKeyTrait, QuerySelect,
+    QueryTrait, Select, Statement, TransactionTrait,
 };
 
 use crate::error::{Context, Operation};
@@ -16,7 +16,9 @@ use crate::{Error, Result};
 /// Access to the global tables, `User` and `IngestionJob`, which belong to no organization.
 ///
 /// Separate from [`TenantScope`](crate::TenantScope) on purpose: a scope cannot reach these
-/// tables, and this handle cannot reach tenant data; the compiler checks both.
+/// tables, and this handle cannot reach tenant data. The compiler checks the tables a query
+/// starts from; every statement is also checked before it is sent, so that a join, subquery
+/// or projection that names tenant data is refused with [`Error::InvalidInput`].
 ///
 /// ```compile_fail
 /// # async fn f(global: flakeguard_db::GlobalTables) {
@@ -77,16 +79,49 @@ impl GlobalTables {
         .await
     }
 
-    /// Every row `query` selects.
+    /// The statement of `query`, after checking that it names no table of tenant data
+    /// anywhere (a join, a subquery, a projection) and calls only allowed functions
+    /// ([`ALLOWED_FUNCTIONS`](crate::ALLOWED_FUNCTIONS)); [`Error::InvalidInput`] otherwise,
+    /// before anything is sent.
+    fn verified<E: EntityName + Default>(
+        operation: Operation,
+        query: &impl QueryTrait,
+    ) -> Result<Statement> {
+        let stmt = query.build(DbBackend::Postgres);
+        crate::lock::verify(&stmt, crate::lock::Mode::Global).map_err(|reason| {
+            Error::InvalidInput {
+                context: Context {
+                    operation,
+                    tenant: None,
+                    table: Some(E::default().table_name()),
+                },
+                reason: format!(
+                    "{}; GlobalTables reaches the global tables only: tenant data goes \
+                     through a TenantScope",
+                    crate::lock::refusal(&reason)
+                ),
+            }
+        })?;
+        Ok(stmt)
+    }
+
+    /// Every row `query` selects. A query that names a table of tenant data anywhere is
+    /// refused with [`Error::InvalidInput`].
     pub async fn all<E: Global>(&self, query: Select<E>) -> Result<Vec<E::Model>> {
-        self.run::<E, _, _>(Operation::Find, trace::len, |tx| Box::pin(query.all(tx)))
-            .await
+        let stmt = Self::verified::<E>(Operation::Find, &query)?;
+        self.run::<E, _, _>(Operation::Find, trace::len, |tx| {
+            Box::pin(E::find().from_raw_sql(stmt).all(tx))
+        })
+        .await
     }
 
     /// The first row `query` selects.
     pub async fn one<E: Global>(&self, query: Select<E>) -> Result<Option<E::Model>> {
-        self.run::<E, _, _>(Operation::Find, trace::some, |tx| Box::pin(query.one(tx)))
-            .await
+        let stmt = Self::verified::<E>(Operation::Find, &query.limit(1))?;
+        self.run::<E, _, _>(Operation::Find, trace::some, |tx| {
+            Box::pin(E::find().from_raw_sql(stmt).one(tx))
+        })
+        .await
     }
 
     /// The number of rows `query` selects.
@@ -95,6 +130,7 @@ impl GlobalTables {
         E: Global,
         E::Model: Send + Sync,
     {
+        Self::verified::<E>(Operation::Count, &query)?;
         self.run::<E, _, _>(Operation::Count, trace::count, |tx| {
             Box::pin(query.count(tx))
         })

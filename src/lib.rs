@@ -58,6 +58,7 @@ pub mod design {}
 mod error;
 mod global;
 mod input;
+mod lock;
 mod org_id;
 mod tenant_scope;
 #[cfg(feature = "testing")]
@@ -69,6 +70,7 @@ pub use error::{Context, Error, Operation, Rejection, Result};
 pub use flakeguard_entity as entity;
 pub use flakeguard_migration as migration;
 pub use global::GlobalTables;
+pub use lock::FUNCTIONS as ALLOWED_FUNCTIONS;
 pub use org_id::{MAX_ORG_ID_LEN, OrgId};
 pub use sea_orm;
 pub use tenant_scope::{Page, SET_TENANT_SQL, ScopedSelect, TenantRow, TenantScope};

@@ -2,9 +2,12 @@
 
 use flakeguard_entity::tenancy::TenantOwned;
 use sea_orm::{
-    Condition, ConnectionTrait, EntityTrait, IntoSimpleExpr, JoinType, Order, PaginatorTrait,
-    PrimaryKeyTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, Related, Select, Statement,
+    Condition, ConnectionTrait, DbBackend, EntityTrait, IntoSimpleExpr, JoinType, Order,
+    PaginatorTrait, PrimaryKeyTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait,
+    Related, Select, Statement,
 };
+
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 
 use super::TenantScope;
 use super::guard::table_of;
@@ -13,6 +16,23 @@ use crate::trace;
 use crate::{Error, Result};
 
 impl TenantScope {
+    /// The statement of `query`, after the Rust lock's check of what it would send
+    /// ([`crate::lock`]): [`Error::InvalidInput`] naming what is refused, before anything is sent.
+    pub(crate) fn verified(
+        &self,
+        ctx: &crate::error::Context,
+        query: &impl QueryTrait,
+    ) -> Result<Statement> {
+        let stmt = query.build(DbBackend::Postgres);
+        crate::lock::verify(&stmt, crate::lock::Mode::Tenant(self.org.as_str())).map_err(
+            |reason| Error::InvalidInput {
+                context: ctx.clone(),
+                reason: crate::lock::refusal(&reason),
+            },
+        )?;
+        Ok(stmt)
+    }
+
     /// A query over this tenant's rows of `E`, to refine with filters, ordering, pagination and
     /// joins, then run.
     pub fn find<E: TenantOwned>(&self) -> ScopedSelect<'_, E> {
@@ -43,6 +63,58 @@ impl TenantScope {
         E::Model: Send + Sync,
     {
         self.find::<E>().filter(filter).count().await
+    }
+
+    /// `EXISTS (SELECT 1 FROM "R" WHERE <R's tenant predicate> AND filter)`: a subquery over
+    /// another table of this tenant, for [`ScopedSelect::filter`],
+    /// [`TenantScope::update_many`] and [`TenantScope::delete_many`]. `filter` may name the
+    /// outer table's columns (a correlated subquery). A subquery the caller builds itself over
+    /// tenant data is refused, since it carries no tenant predicate.
+    ///
+    /// ```no_run
+    /// # use flakeguard_db::{TenantScope, Result};
+    /// # async fn f(scope: TenantScope) -> Result<()> {
+    /// use flakeguard_db::entity::{fg_occurrence, fg_test_case};
+    /// use flakeguard_db::sea_orm::ColumnTrait;
+    /// use flakeguard_db::sea_orm::sea_query::{Expr, ExprTrait};
+    /// // Test cases that failed at least once.
+    /// let failing = scope
+    ///     .find::<fg_test_case::Entity>()
+    ///     .filter(scope.exists::<fg_occurrence::Entity>(
+    ///         fg_occurrence::Column::Status.eq("failed").and(
+    ///             Expr::col((fg_occurrence::Entity, fg_occurrence::Column::TestId))
+    ///                 .equals((fg_test_case::Entity, fg_test_case::Column::Id)),
+    ///         ),
+    ///     ))
+    ///     .all()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn exists<R: TenantOwned>(&self, filter: impl Into<Condition>) -> Condition {
+        let sub = Query::select()
+            .expr(Expr::val(1))
+            .from(R::default())
+            .cond_where(R::tenant_condition(self.org.as_str()))
+            .cond_where(filter.into())
+            .to_owned();
+        Condition::all().add(Expr::exists(sub))
+    }
+
+    /// `expr IN (SELECT "R"."column" FROM "R" WHERE <R's tenant predicate> AND filter)`: a
+    /// subquery over another table of this tenant, as [`TenantScope::exists`].
+    pub fn in_subquery<R: TenantOwned>(
+        &self,
+        expr: impl IntoSimpleExpr,
+        column: R::Column,
+        filter: impl Into<Condition>,
+    ) -> Condition {
+        let sub = Query::select()
+            .column((R::default(), column))
+            .from(R::default())
+            .cond_where(R::tenant_condition(self.org.as_str()))
+            .cond_where(filter.into())
+            .to_owned();
+        Condition::all().add(expr.into_simple_expr().in_subquery(sub))
     }
 
     /// This tenant's own `Organization` row (`None` if it has not been created).
@@ -160,24 +232,29 @@ where
     /// Runs the query; every row.
     pub async fn all(self) -> Result<Vec<E::Model>> {
         let ctx = self.scope.ctx_for::<E>(Operation::Find);
-        let select = self.select;
+        let stmt = self.scope.verified(&ctx, &self.select)?;
         self.scope
-            .statement(&ctx, &[], trace::len, |tx| Box::pin(select.all(tx)))
+            .statement(&ctx, &[], trace::len, |tx| {
+                Box::pin(E::find().from_raw_sql(stmt).all(tx))
+            })
             .await
     }
 
     /// Runs the query; the first row, if any.
     pub async fn one(self) -> Result<Option<E::Model>> {
         let ctx = self.scope.ctx_for::<E>(Operation::Find);
-        let select = self.select;
+        let stmt = self.scope.verified(&ctx, &self.select.limit(1))?;
         self.scope
-            .statement(&ctx, &[], trace::some, |tx| Box::pin(select.one(tx)))
+            .statement(&ctx, &[], trace::some, |tx| {
+                Box::pin(E::find().from_raw_sql(stmt).one(tx))
+            })
             .await
     }
 
     /// Counts the rows.
     pub async fn count(self) -> Result<u64> {
         let ctx = self.scope.ctx_for::<E>(Operation::Count);
+        self.scope.verified(&ctx, &self.select)?;
         let select = self.select;
         self.scope
             .statement(&ctx, &[], trace::count, |tx| Box::pin(select.count(tx)))
@@ -194,6 +271,7 @@ where
             });
         }
         let (scope, select) = (self.scope, self.select);
+        scope.verified(&ctx, &select)?;
         let fetch_items = |items: &(u64, Vec<E::Model>)| items.1.len() as u64;
         let (total, items) = trace::operation(&ctx, fetch_items, async {
             let unit = scope.unit(&ctx).await?;
@@ -239,6 +317,7 @@ where
         let select = select
             .join(JoinType::LeftJoin, to)
             .select_also(R::default());
+        self.scope.verified(&ctx, &select)?;
         self.scope
             .statement(&ctx, &[], trace::len, |tx| Box::pin(select.all(tx)))
             .await

@@ -155,15 +155,11 @@ impl TenantScope {
                 self.org.as_str(),
             ))
             .filter(filter.into());
-        let changed = self
-            .statement(
-                &ctx,
-                &checks,
-                |r: &sea_orm::UpdateResult| r.rows_affected,
-                |tx| Box::pin(update.exec(tx)),
-            )
-            .await?;
-        Ok(changed.rows_affected)
+        let stmt = self.verified(&ctx, &update)?;
+        self.statement(&ctx, &checks, trace::count, |tx| {
+            Box::pin(async move { Ok(tx.execute_raw(stmt).await?.rows_affected()) })
+        })
+        .await
     }
 
     /// Deletes this tenant's row of `E` with primary key `id`; [`Error::NotFound`] when there is
@@ -199,10 +195,11 @@ impl TenantScope {
         let delete = E::delete_many()
             .filter(E::tenant_condition(self.org.as_str()))
             .filter(filter.into());
-        let deleted = self
-            .statement(&ctx, &[], rows_deleted, |tx| Box::pin(delete.exec(tx)))
-            .await?;
-        Ok(deleted.rows_affected)
+        let stmt = self.verified(&ctx, &delete)?;
+        self.statement(&ctx, &[], trace::count, |tx| {
+            Box::pin(async move { Ok(tx.execute_raw(stmt).await?.rows_affected()) })
+        })
+        .await
     }
 
     /// Inserts `row`, or, when it conflicts with an existing row on the unique constraint over
@@ -306,8 +303,4 @@ impl TenantScope {
         )
         .await
     }
-}
-
-fn rows_deleted(r: &sea_orm::DeleteResult) -> u64 {
-    r.rows_affected
 }
