@@ -1209,8 +1209,15 @@ fn port_of(url: &str) -> Res<u16> {
 /// one client, including the pool's own pings (on acquire, and on release in the background).
 async fn count_trips(cfg: &Config, db: &TestDatabase) -> Res {
     let proxy = TripProxy::start(port_of(db.url())?).await?;
-    let raw = flakeguard_db::connect(&proxy.url(db.url())?).await?;
-    let app = flakeguard_db::connect(&proxy.url(&db.app_url().await?)?).await?;
+    // The raw contenders need SeaORM's own connection: the baseline that bypasses the scope.
+    let raw = flakeguard_db::connect(&proxy.url(db.url())?)
+        .await?
+        .unscoped_connection()
+        .clone();
+    let app = flakeguard_db::connect(&proxy.url(&db.app_url().await?)?)
+        .await?
+        .unscoped_connection()
+        .clone();
     let mut workloads = read_workloads(cfg, &app, &raw)?;
     let admin = db.connect().await?;
     workloads.extend(write_workloads(cfg, &app, &raw, &admin)?);
@@ -1502,7 +1509,10 @@ async fn main() -> Res {
             &org,
         )
         .await?;
-        let platform = flakeguard_db::connect(&db.platform_url().await?).await?;
+        let platform = flakeguard_db::connect(&db.platform_url().await?)
+            .await?
+            .unscoped_connection()
+            .clone();
         server_times(&raw, &app, &platform, if cfg.long { 101 } else { 31 }).await?;
         let w = dashboard_workload(&cfg, &app, &raw);
         for clients in [1, 8] {

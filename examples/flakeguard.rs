@@ -176,7 +176,7 @@ const TESTS: [(&str, &str, &str, &str, &str, f64, Failure); 12] = [
 async fn main() -> Result<()> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
     let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
-    let scope = TenantScope::new(db.clone(), OrgId::generate());
+    let scope = db.scope(OrgId::generate());
     let org = scope
         .insert(organization::ActiveModel {
             name: Set("Acme".to_owned()),

@@ -25,7 +25,7 @@ use flakeguard_db::entity::{
 };
 use flakeguard_db::sea_orm::{ColumnTrait, Condition, IntoActiveModel, Set};
 use flakeguard_db::testing::{expect_nothing, expect_refused};
-use flakeguard_db::{Context, Error, Operation, OrgId, TenantScope};
+use flakeguard_db::{Context, Error, Operation, OrgId};
 use serde_json::json;
 
 /// The test classes and methods the newest run reports: 24 results.
@@ -45,7 +45,7 @@ const METHODS: [&str; 8] = [
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
     let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
-    let acme = TenantScope::new(db.clone(), OrgId::generate());
+    let acme = db.scope(OrgId::generate());
     let org = acme
         .insert(organization::ActiveModel {
             name: Set("Acme".to_owned()),
@@ -511,7 +511,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 
     // ------------------------------------------------------------ another organization
     println!("\n14. another organization and Acme's child rows");
-    let globex = TenantScope::new(db.clone(), OrgId::generate());
+    let globex = db.scope(OrgId::generate());
     globex
         .insert(organization::ActiveModel {
             name: Set("Globex".to_owned()),

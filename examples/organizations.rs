@@ -33,8 +33,8 @@ use serde_json::json;
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
     let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
-    let global = GlobalTables::new(db.clone());
-    let acme = TenantScope::new(db.clone(), OrgId::generate());
+    let global = db.global();
+    let acme = db.scope(OrgId::generate());
 
     // ------------------------------------------------------------ the organization
     println!("\n1. create the organization through its scope");
@@ -216,7 +216,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 
     // ------------------------------------------------------------ isolation
     println!("\n11. a second organization's scope cannot see Acme's members");
-    let globex = TenantScope::new(db.clone(), OrgId::generate());
+    let globex = db.scope(OrgId::generate());
     let other = globex
         .insert(organization::ActiveModel {
             name: Set("Globex".to_owned()),

@@ -24,8 +24,8 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
     let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
 
-    let acme = TenantScope::new(db.clone(), OrgId::generate());
-    let globex = TenantScope::new(db.clone(), OrgId::generate());
+    let acme = db.scope(OrgId::generate());
+    let globex = db.scope(OrgId::generate());
     let acme_data = seed(&acme, "Acme").await?;
     let globex_data = seed(&globex, "Globex").await?;
 

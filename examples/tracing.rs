@@ -12,7 +12,7 @@
 
 use flakeguard_db::entity::{fg_repository, fg_test_case, organization};
 use flakeguard_db::sea_orm::Set;
-use flakeguard_db::{Error, OrgId, TenantScope};
+use flakeguard_db::{Error, OrgId};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -32,7 +32,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .with(Targets::new().with_target("flakeguard_db", tracing::Level::DEBUG))
         .init();
 
-    let acme = TenantScope::new(db.clone(), OrgId::new("acme-tracing")?);
+    let acme = db.scope(OrgId::new("acme-tracing")?);
     acme.insert(organization::ActiveModel {
         name: Set("Acme".into()),
         slug: Set(format!("acme-{}", OrgId::generate())),
@@ -66,7 +66,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let cases = acme.find::<fg_test_case::Entity>().all().await?;
     println!("{} test cases", cases.len());
     // A refusal shows in the span's outcome: tenant_denied.
-    let other = TenantScope::new(db, OrgId::new("globex-tracing")?);
+    let other = db.scope(OrgId::new("globex-tracing")?);
     let refused = other
         .delete::<fg_test_case::Entity, _>(cases[0].id.clone())
         .await;

@@ -40,7 +40,7 @@ impl CrossTenant {
     /// Connects to `url`, whose role must bypass row-level security.
     pub async fn connect(url: &str) -> Result<Self> {
         let db = crate::connect(url).await?;
-        Self::new(db).await
+        Self::new(db.unscoped_connection().clone()).await
     }
 
     /// Wraps an existing pool, after checking that its role bypasses row-level security.

@@ -11,12 +11,12 @@
 //! ```no_run
 //! use flakeguard_db::entity::{fg_repository, fg_test_case};
 //! use flakeguard_db::sea_orm::{ColumnTrait, Set};
-//! use flakeguard_db::{OrgId, TenantScope};
+//! use flakeguard_db::OrgId;
 //!
 //! # async fn demo() -> flakeguard_db::Result<()> {
 //! // Log in as a member of the `flakeguard_app` role, so that row-level security applies.
 //! let db = flakeguard_db::connect("postgres://flakeguard_api:secret@localhost/flakeguard").await?;
-//! let acme = TenantScope::new(db, OrgId::new("acme")?);
+//! let acme = db.scope(OrgId::new("acme")?);
 //!
 //! let repo = acme
 //!     .insert(fg_repository::ActiveModel {
@@ -37,6 +37,7 @@
 //!
 //! ### Layout
 //!
+//! - [`Db`]: the pool [`connect`] opens; scopes and the global tables' handle come from it.
 //! - [`TenantScope`] (`tenant_scope/`): reads and writes of one organization's data; the rows
 //!   it writes are [`TenantRow`]s.
 //! - [`OrgId`]: a validated tenant id.
@@ -53,6 +54,7 @@
 #![forbid(unsafe_code)]
 
 mod cross_tenant;
+mod db;
 #[doc = include_str!("../docs/DESIGN.md")]
 pub mod design {}
 mod error;
@@ -66,6 +68,7 @@ pub mod testing;
 mod trace;
 
 pub use cross_tenant::CrossTenant;
+pub use db::Db;
 pub use error::{Context, Error, Operation, Rejection, Result};
 pub use flakeguard_entity as entity;
 pub use flakeguard_migration as migration;
@@ -78,13 +81,14 @@ pub use tenant_scope::{Page, SET_TENANT_SQL, ScopedSelect, TenantRow, TenantScop
 use std::sync::Arc;
 
 use sea_orm::sqlx::{self, Connection as _};
-use sea_orm::{Database, DatabaseConnection, DbErr, RuntimeErr};
+use sea_orm::{Database, DbErr, RuntimeErr};
 
-/// Opens a connection pool to `url` (`postgres://user:password@host:port/database`).
+/// Opens a connection pool to `url` (`postgres://user:password@host:port/database`), as the
+/// crate's [`Db`] handle: make scopes and the global tables' handle from it.
 ///
 /// Fails at once with the connection's own error (refused, unknown host, bad password, no
 /// such database) when the server cannot be reached.
-pub async fn connect(url: &str) -> Result<DatabaseConnection> {
+pub async fn connect(url: &str) -> Result<Db> {
     // sqlx's pool retries a refused connection until its acquire timeout (30 s) and then says
     // only "pool timed out"; one direct connection first reports the real cause at once.
     let conn_err = |e: sqlx::Error| {
@@ -101,12 +105,13 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
     let _ = probe.close().await;
     Database::connect(url)
         .await
+        .map(Db::new)
         .map_err(|e| Error::database(Operation::Connect, e))
 }
 
 /// Applies every pending migration, holding the migration lock so that concurrent migrators
 /// (several instances of an application starting at once) run one after the other. Returns the
 /// steps applied. Run it as the schema's owner, not as the application role.
-pub async fn migrate(db: &DatabaseConnection) -> Result<Vec<String>> {
-    Ok(flakeguard_migration::runner::up(db, None).await?)
+pub async fn migrate(db: &Db) -> Result<Vec<String>> {
+    Ok(flakeguard_migration::runner::up(db.unscoped_connection(), None).await?)
 }

@@ -54,8 +54,6 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::sync::Mutex;
 
-use sea_orm::DatabaseConnection;
-
 pub use database::TestDatabase;
 
 use crate::{Error, Result};
@@ -71,7 +69,7 @@ pub const PLATFORM_ROLE: &str = "flakeguard_test_platform";
 /// URL's role must be allowed to migrate); otherwise a throwaway one, connected as [`APP_ROLE`]
 /// so that row-level security applies. Prints which. Keep the returned [`TestDatabase`] alive
 /// while the connection is in use: dropping it removes the throwaway database.
-pub async fn connect_example() -> Result<(DatabaseConnection, Option<TestDatabase>)> {
+pub async fn connect_example() -> Result<(crate::Db, Option<TestDatabase>)> {
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => {
             println!("using DATABASE_URL");
@@ -84,7 +82,7 @@ pub async fn connect_example() -> Result<(DatabaseConnection, Option<TestDatabas
             println!("starting a throwaway PostgreSQL (set DATABASE_URL to use your own server)");
             let tmp = TestDatabase::new().await?;
             println!("  database {} migrated", tmp.name());
-            let db = tmp.connect_as_app().await?;
+            let db = crate::Db::new(tmp.connect_as_app().await?);
             println!("  connected as {APP_ROLE}, a member of flakeguard_app");
             Ok((db, Some(tmp)))
         }

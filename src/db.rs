@@ -1,0 +1,64 @@
+//! [`Db`]: the crate's handle on a connection pool, from which scopes and the global tables'
+//! handle are made.
+
+use sea_orm::DatabaseConnection;
+
+use crate::error::Operation;
+use crate::{Error, GlobalTables, OrgId, Result, TenantScope};
+
+/// A connection pool to the FlakeGuard database, as [`connect`](crate::connect) opens it.
+///
+/// Everything an application does goes through what it makes: [`Db::scope`] for one
+/// organization's data, [`Db::global`] for the tables that belong to no organization. Cheap to
+/// clone (the pool is shared).
+///
+/// The raw SeaORM connection underneath is reachable only through
+/// [`Db::unscoped_connection`], whose name says what it gives up.
+///
+/// ```no_run
+/// # async fn f() -> flakeguard_db::Result<()> {
+/// use flakeguard_db::OrgId;
+/// let db = flakeguard_db::connect("postgres://flakeguard_api:secret@localhost/flakeguard").await?;
+/// let acme = db.scope(OrgId::new("acme")?);
+/// let users = db.global();
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+}
+
+impl Db {
+    /// Wraps a pool you opened yourself (with SeaORM's `ConnectOptions`, for example the
+    /// statement-cache setting PgBouncer needs).
+    pub fn new(conn: DatabaseConnection) -> Self {
+        Db { conn }
+    }
+
+    /// Access to `org`'s data: every query carries its tenant predicate.
+    pub fn scope(&self, org: OrgId) -> TenantScope {
+        TenantScope::new(self.conn.clone(), org)
+    }
+
+    /// Access to the global tables, `User` and `IngestionJob`.
+    pub fn global(&self) -> GlobalTables {
+        GlobalTables::new(self.conn.clone())
+    }
+
+    /// The raw SeaORM connection. **It bypasses the Rust lock**: entities queried on it carry no
+    /// tenant predicate, and writes get no "orgId" fill-in and no foreign-key ownership check,
+    /// so only row-level security stands between tenants (and nothing at all on a role that
+    /// bypasses it). For migrations and administration; application code uses
+    /// [`Db::scope`].
+    pub fn unscoped_connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Closes the pool, waiting for its connections to close.
+    pub async fn close(self) -> Result<()> {
+        self.conn
+            .close()
+            .await
+            .map_err(|e| Error::database(Operation::Connect, e))
+    }
+}
