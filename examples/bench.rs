@@ -562,6 +562,7 @@ fn read_workloads(
     // 1. Point read by id.
     let s = acme.clone();
     let s_before = acme.clone();
+    let s_checked = acme.clone();
     let r = raw.clone();
     let p = pool.clone();
     let ap = app.get_postgres_connection_pool().clone();
@@ -579,6 +580,24 @@ fn read_workloads(
                     Ok(())
                 }
             }),
+            // The same read built from a caller's filter, which the Rust lock verifies before it
+            // is sent (src/lock.rs; a cache hit after the first call): what the check costs.
+            contender(
+                "TenantScope::find().filter(id).one() (checked)",
+                move |call| {
+                    let s = s_checked.clone();
+                    async move {
+                        let id = test_id(ORG, pick(call, 1, TESTS));
+                        let found = s
+                            .find::<fg_test_case::Entity>()
+                            .filter(fg_test_case::Column::Id.eq(id))
+                            .one()
+                            .await?;
+                        found.ok_or("missing row")?;
+                        Ok(())
+                    }
+                },
+            ),
             // The read path before reads stopped waiting for their COMMIT: the same statements
             // through the crate, in a transaction that commits.
             contender("before: find_by_id waiting for COMMIT", move |call| {
@@ -666,12 +685,20 @@ fn read_workloads(
             ),
         ],
         baseline: "raw SeaORM Entity::find_by_id (superuser)",
-        goals: vec![Goal {
-            what: "scoped point read within 1.5x of raw SeaORM",
-            scoped: "TenantScope::find_by_id (app role, RLS)",
-            raw: "raw SeaORM Entity::find_by_id (superuser)",
-            max: 1.5,
-        }],
+        goals: vec![
+            Goal {
+                what: "scoped point read within 1.5x of raw SeaORM",
+                scoped: "TenantScope::find_by_id (app role, RLS)",
+                raw: "raw SeaORM Entity::find_by_id (superuser)",
+                max: 1.5,
+            },
+            Goal {
+                what: "the Rust lock's check costs under 2% on a point read",
+                scoped: "TenantScope::find().filter(id).one() (checked)",
+                raw: "TenantScope::find_by_id (app role, RLS)",
+                max: 1.02,
+            },
+        ],
         prepare: None,
         rounds: cfg.rounds,
         ops: light(cfg),
@@ -1205,6 +1232,62 @@ fn port_of(url: &str) -> Res<u16> {
     Ok(url[colon + 1..slash].parse()?)
 }
 
+/// What the Rust lock's check of a caller's filter costs, measured apart from the noise of a
+/// round trip: rendering the point read's statement with the check (`ScopedSelect::statement`,
+/// a cache hit) against rendering it without (SeaORM's `QueryTrait::build`), as a share of
+/// the scoped point read itself, all in this process.
+async fn lock_check_cost(app: &DatabaseConnection, n: u32) -> Res {
+    use flakeguard_db::sea_orm::QueryTrait;
+    let s = scope(app, ORG)?;
+    let id = test_id(ORG, 1);
+    let time = |f: &mut dyn FnMut() -> Res| -> Res<f64> {
+        let started = Instant::now();
+        for _ in 0..n {
+            f()?;
+        }
+        Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(n))
+    };
+    let mut checked = || -> Res {
+        s.find::<fg_test_case::Entity>()
+            .filter(fg_test_case::Column::Id.eq(id.as_str()))
+            .statement()?;
+        Ok(())
+    };
+    let mut plain = || -> Res {
+        fg_test_case::Entity::find()
+            .filter(fg_test_case::Column::OrgId.eq(ORG))
+            .filter(fg_test_case::Column::Id.eq(id.as_str()))
+            .build(DbBackend::Postgres);
+        Ok(())
+    };
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        with.push(time(&mut checked)?);
+        without.push(time(&mut plain)?);
+    }
+    let reads = 500;
+    let started = Instant::now();
+    for _ in 0..reads {
+        s.find_by_id::<fg_test_case::Entity, _>(id.clone())
+            .await?
+            .ok_or("missing row")?;
+    }
+    let read_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(reads);
+    let (with, without) = (median(with), median(without));
+    let cost = (with - without).max(0.0);
+    println!(
+        "\nthe Rust lock's check of a point read's filter (cached): {with:.2} us to build and \
+         check, {without:.2} us to build alone; {cost:.2} us = {:.2}% of a scoped point read \
+         ({read_us:.1} us, 1 client)",
+        100.0 * cost / read_us
+    );
+    println!(
+        "goal lock-check clients=1 ratio={:.4}",
+        1.0 + cost / read_us
+    );
+    Ok(())
+}
+
 /// Round trips per operation of each contender of the light workloads, through [`TripProxy`],
 /// one client, including the pool's own pings (on acquire, and on release in the background).
 async fn count_trips(cfg: &Config, db: &TestDatabase) -> Res {
@@ -1468,6 +1551,9 @@ async fn main() -> Res {
         }
         if cfg.wants("bulk") {
             explain_bulk(&app, &raw, &admin, if cfg.long { 9 } else { 5 }).await?;
+        }
+        if cfg.wants("point") {
+            lock_check_cost(&app, if cfg.long { 20_000 } else { 5_000 }).await?;
         }
     }
 

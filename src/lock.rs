@@ -97,39 +97,53 @@ pub(crate) enum Mode<'a> {
 /// refused.
 type Verdict = Result<Vec<usize>, String>;
 
-/// Verdicts by SQL text. Bounded: cleared when it grows past [`CACHE_LIMIT`] texts (texts vary
-/// with the length of `IN` lists, so their number is not fixed).
-static VERDICTS: LazyLock<Mutex<HashMap<(bool, String), Verdict>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Verdicts by SQL text, for scopes and for the global tables' handle. Bounded: cleared when it
+/// grows past [`CACHE_LIMIT`] texts (texts vary with the length of `IN` lists, so their number
+/// is not fixed).
+static VERDICTS: LazyLock<[Mutex<HashMap<String, Verdict>>; 2]> =
+    LazyLock::new(|| [Mutex::new(HashMap::new()), Mutex::new(HashMap::new())]);
 const CACHE_LIMIT: usize = 10_000;
 
 /// Verifies `stmt` for `mode` (see the module's design notes); the reason when it is refused.
 pub(crate) fn verify(stmt: &sea_orm::Statement, mode: Mode<'_>) -> Result<(), String> {
-    let tenant = matches!(mode, Mode::Tenant(_));
-    let key = (tenant, stmt.sql.clone());
-    let cached = VERDICTS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-        .cloned();
-    let verdict = match cached {
-        Some(v) => v,
-        None => {
-            let v = analyse(&stmt.sql, tenant);
-            let mut cache = VERDICTS.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(key, v.clone());
-            v
-        }
+    let (cache, org) = match mode {
+        Mode::Tenant(org) => (&VERDICTS[0], Some(org)),
+        Mode::Global => (&VERDICTS[1], None),
     };
-    let params = verdict?;
-    let Mode::Tenant(org) = mode else {
+    let bound = |params: &[usize]| check_bound(stmt, org, params);
+    {
+        let verdicts = cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(verdict) = verdicts.get(stmt.sql.as_str()) {
+            return match verdict {
+                Ok(params) => bound(params),
+                Err(reason) => Err(reason.clone()),
+            };
+        }
+    }
+    let verdict = analyse(&stmt.sql, org.is_some());
+    let result = match &verdict {
+        Ok(params) => bound(params),
+        Err(reason) => Err(reason.clone()),
+    };
+    let mut verdicts = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if verdicts.len() >= CACHE_LIMIT {
+        verdicts.clear();
+    }
+    verdicts.insert(stmt.sql.clone(), verdict);
+    result
+}
+
+/// Whether the placeholders of the tenant predicates hold this scope's tenant.
+fn check_bound(
+    stmt: &sea_orm::Statement,
+    org: Option<&str>,
+    params: &[usize],
+) -> Result<(), String> {
+    let Some(org) = org else {
         return Ok(());
     };
     let values = stmt.values.as_ref().map(|v| v.0.as_slice()).unwrap_or(&[]);
-    for n in params {
+    for &n in params {
         match n.checked_sub(1).and_then(|i| values.get(i)) {
             Some(sea_orm::Value::String(Some(v))) if v.as_str() == org => {}
             _ => {

@@ -229,6 +229,13 @@ where
         self
     }
 
+    /// The statement this query sends, after the Rust lock's check of it ([`Error::InvalidInput`]
+    /// when the check refuses it): for logging, `EXPLAIN`, or running it elsewhere.
+    pub fn statement(&self) -> Result<Statement> {
+        let ctx = self.scope.ctx_for::<E>(Operation::Find);
+        self.scope.verified(&ctx, &self.select)
+    }
+
     /// Runs the query; every row.
     pub async fn all(self) -> Result<Vec<E::Model>> {
         let ctx = self.scope.ctx_for::<E>(Operation::Find);
