@@ -74,6 +74,54 @@ pub const FUNCTIONS: &[&str] = &[
     "upper",
 ];
 
+/// The first piece of raw SQL in a caller's expression: text (`Expr::cust`), a custom function
+/// name, keyword or operator. Such text is refused before the statement is even built; the
+/// parse of the whole statement (see [`verify`]) then checks what the walk cannot see (the
+/// inside of subqueries and `CASE`).
+pub(crate) fn raw_text(e: &sea_orm::sea_query::Expr) -> Option<String> {
+    use sea_orm::sea_query::{BinOper, Expr as E, Func, Keyword};
+    match e {
+        E::Custom(text) => Some(format!("raw SQL text (Expr::cust) {:?}", cut(text))),
+        E::CustomWithExpr(text, _) => Some(format!(
+            "raw SQL text (Expr::cust_with_values or cust_with_expr) {:?}",
+            cut(text)
+        )),
+        E::Keyword(Keyword::Custom(k)) => {
+            Some(format!("the custom keyword {:?}", cut(&k.to_string())))
+        }
+        E::Binary(left, BinOper::As, right) => match right.as_ref() {
+            // `CAST(x AS type)`: sea-query writes the type as raw text; a plain type name is fine.
+            E::Custom(t) if is_type_name(t) => raw_text(left),
+            other => raw_text(left).or_else(|| raw_text(other)),
+        },
+        E::Binary(_, BinOper::Custom(op), _) => Some(format!("the custom operator {:?}", cut(op))),
+        E::Binary(left, _, right) => raw_text(left).or_else(|| raw_text(right)),
+        E::Unary(_, inner) | E::AsEnum(_, inner) => raw_text(inner),
+        E::Tuple(items) => items.iter().find_map(raw_text),
+        E::FunctionCall(call) => match call.get_func() {
+            Func::Custom(name) => Some(format!(
+                "the custom function name {:?}",
+                cut(&name.to_string())
+            )),
+            _ => call.get_args().iter().find_map(raw_text),
+        },
+        _ => None,
+    }
+}
+
+/// A type name as a cast may use it: letters, digits, `_`, spaces, `[]`.
+fn is_type_name(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ' ' | '[' | ']'))
+}
+
+/// Text as an error message quotes it: at most 80 characters.
+fn cut(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
 /// The reason of an [`Error::InvalidInput`](crate::Error::InvalidInput) for a refused statement.
 pub(crate) fn refusal(reason: &str) -> String {
     format!(
@@ -93,9 +141,9 @@ pub(crate) enum Mode<'a> {
     Global,
 }
 
-/// The verdict on one SQL text: the placeholders that must hold the tenant, or why it is
-/// refused.
-type Verdict = Result<Vec<usize>, String>;
+/// The verdict on one SQL text: for each reference to a table of tenant data, the placeholders
+/// of its tenant-predicate conjuncts (one of them must hold the tenant), or why it is refused.
+type Verdict = Result<Vec<Vec<usize>>, String>;
 
 /// Verdicts by SQL text, for scopes and for the global tables' handle. Bounded: cleared when it
 /// grows past [`CACHE_LIMIT`] texts (texts vary with the length of `IN` lists, so their number
@@ -110,7 +158,7 @@ pub(crate) fn verify(stmt: &sea_orm::Statement, mode: Mode<'_>) -> Result<(), St
         Mode::Tenant(org) => (&VERDICTS[0], Some(org)),
         Mode::Global => (&VERDICTS[1], None),
     };
-    let bound = |params: &[usize]| check_bound(stmt, org, params);
+    let bound = |groups: &[Vec<usize>]| check_bound(stmt, org, groups);
     {
         let verdicts = cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(verdict) = verdicts.get(stmt.sql.as_str()) {
@@ -137,23 +185,31 @@ pub(crate) fn verify(stmt: &sea_orm::Statement, mode: Mode<'_>) -> Result<(), St
 fn check_bound(
     stmt: &sea_orm::Statement,
     org: Option<&str>,
-    params: &[usize],
+    groups: &[Vec<usize>],
 ) -> Result<(), String> {
     let Some(org) = org else {
         return Ok(());
     };
     let values = stmt.values.as_ref().map(|v| v.0.as_slice()).unwrap_or(&[]);
-    for &n in params {
-        match n.checked_sub(1).and_then(|i| values.get(i)) {
-            Some(sea_orm::Value::String(Some(v))) if v.as_str() == org => {}
-            _ => {
-                return Err(format!(
-                    "the tenant predicate ${n} is not bound to this scope's tenant"
-                ));
-            }
-        }
+    let holds_tenant = |n: &usize| {
+        matches!(
+            n.checked_sub(1).and_then(|i| values.get(i)),
+            Some(sea_orm::Value::String(Some(v))) if v.as_str() == org
+        )
+    };
+    // Each reference needs one conjunct bound to the tenant; others (`"orgId" = 'x'` from the
+    // caller) only narrow it.
+    match groups.iter().find(|g| !g.iter().any(holds_tenant)) {
+        Some(group) => Err(format!(
+            "the tenant predicate {} is not bound to this scope's tenant",
+            group
+                .iter()
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Parses and checks one SQL text; the placeholders that must hold the tenant.
@@ -195,8 +251,9 @@ fn analyse(sql: &str, tenant: bool) -> Verdict {
 
 struct Checker {
     tenant: bool,
-    /// Placeholders found in tenant predicates: they must hold the tenant.
-    params: BTreeSet<usize>,
+    /// For each reference to a table of tenant data, the placeholders of its tenant-predicate
+    /// conjuncts: one of each must hold the tenant.
+    params: BTreeSet<Vec<usize>>,
 }
 
 impl Visitor for Checker {
@@ -324,6 +381,7 @@ impl Checker {
                 self.equals_tenant(conjuncts, &reference, "orgId", alone)
             }
             TenantClass::TenantRoot => self.equals_tenant(conjuncts, &reference, "id", alone),
+            // Bound through the parents' subqueries, each checked as a block of its own.
             TenantClass::Child { parents } => parents.iter().all(|p| {
                 conjuncts
                     .iter()
@@ -342,7 +400,8 @@ impl Checker {
         }
     }
 
-    /// Whether a conjunct is `reference.column = $n`; records `$n`.
+    /// Whether a conjunct is `reference.column = $n`; records the `$n` found, one of which must
+    /// hold the tenant.
     fn equals_tenant(
         &mut self,
         conjuncts: &[&Expr],
@@ -350,7 +409,7 @@ impl Checker {
         column: &str,
         alone: bool,
     ) -> bool {
-        let mut found = false;
+        let mut found = Vec::new();
         for c in conjuncts {
             if let Expr::BinaryOp {
                 left,
@@ -362,13 +421,16 @@ impl Checker {
                     if is_column(col, reference, column, alone)
                         && let Some(n) = placeholder(val)
                     {
-                        self.params.insert(n);
-                        found = true;
+                        found.push(n);
                     }
                 }
             }
         }
-        found
+        if found.is_empty() {
+            return false;
+        }
+        self.params.insert(found);
+        true
     }
 }
 
@@ -492,7 +554,7 @@ mod tests {
     #[test]
     fn the_tenant_predicate_must_be_a_top_level_and() {
         let ok = r#"SELECT "FGTestCase"."id" FROM "FGTestCase" WHERE "FGTestCase"."orgId" = $1 AND "FGTestCase"."name" = $2"#;
-        assert_eq!(tenant(ok), Ok(vec![1]));
+        assert_eq!(tenant(ok), Ok(vec![vec![1]]));
         let or = r#"SELECT "FGTestCase"."id" FROM "FGTestCase" WHERE "FGTestCase"."orgId" = $1 AND (true) OR (true)"#;
         assert!(tenant(or).is_err());
         let literal =
@@ -505,11 +567,28 @@ mod tests {
         let sub = r#"SELECT "FGRepository"."id" FROM "FGRepository" WHERE "FGRepository"."orgId" = $1 AND EXISTS (SELECT 1 FROM "FGTestCase" WHERE "FGTestCase"."name" = $2)"#;
         assert!(tenant(sub).unwrap_err().contains("\"FGTestCase\""));
         let scoped = r#"SELECT "FGRepository"."id" FROM "FGRepository" WHERE "FGRepository"."orgId" = $1 AND EXISTS (SELECT 1 FROM "FGTestCase" WHERE "FGTestCase"."orgId" = $2 AND "FGTestCase"."name" = $3)"#;
-        assert_eq!(tenant(scoped), Ok(vec![1, 2]));
+        assert_eq!(tenant(scoped), Ok(vec![vec![1], vec![2]]));
         let func = r#"SELECT "FGRepository"."id" FROM "FGRepository" WHERE "FGRepository"."orgId" = $1 AND query_to_xml($2, true, true, '') IS NOT NULL"#;
         assert!(tenant(func).unwrap_err().contains("query_to_xml"));
         let child = r#"SELECT "FGJob"."id" FROM "FGJob" WHERE "FGJob"."runId" IN (SELECT "FGWorkflowRun"."id" FROM "FGWorkflowRun" WHERE "FGWorkflowRun"."orgId" = $1)"#;
-        assert_eq!(tenant(child), Ok(vec![1]));
+        assert_eq!(tenant(child), Ok(vec![vec![1]]));
+    }
+
+    #[test]
+    fn raw_text_in_a_callers_expression_is_found_and_plain_casts_pass() {
+        use sea_orm::sea_query::{Alias, Expr as E, ExprTrait, Func};
+        assert!(raw_text(&E::cust("true")).is_some());
+        let nested = E::col(Alias::new("a"))
+            .eq(1)
+            .and(E::cust_with_values("b = $1", [2]));
+        assert!(raw_text(&nested).unwrap().contains("cust_with_values"));
+        let func = E::from(Func::cust(Alias::new("true OR starts_with")).arg("x"));
+        assert!(raw_text(&func).unwrap().contains("custom function"));
+        let cast = E::col(Alias::new("a")).cast_as(Alias::new("text")).eq("x");
+        assert_eq!(raw_text(&cast), None);
+        let crafted = E::col(Alias::new("a")).cast_as(Alias::new("text) OR (true"));
+        assert!(raw_text(&crafted).is_some());
+        assert_eq!(raw_text(&E::col(Alias::new("a")).is_in([1, 2])), None);
     }
 
     #[test]

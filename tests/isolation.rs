@@ -15,7 +15,7 @@ use flakeguard_db::TenantScope;
 use flakeguard_db::entity::stamps::Stamped;
 use flakeguard_db::entity::tenancy::TenantOwned;
 use flakeguard_db::entity::*;
-use flakeguard_db::sea_orm::sea_query::Expr;
+use flakeguard_db::sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait};
 use flakeguard_db::sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, DatabaseConnection, IdenStatic,
     IntoActiveModel, Iterable, PrimaryKeyToColumn, Statement, TransactionTrait, Value,
@@ -59,11 +59,18 @@ where
     if count != own.rows[table].len() as u64 {
         out.push(format!("{table}: {} counted {count}", own.org));
     }
+    // The other tenant's rows by their keys, as typed conditions on the key columns.
     let theirs = || {
-        Expr::cust_with_values(
-            format!("({}) IN (SELECT unnest($1::text[]))", key_sql(table)),
-            [Value::from(other.rows[table].clone())],
-        )
+        let key = (flakeguard_db::entity::table(table).unwrap().primary_key)();
+        let mut any = Condition::any();
+        for row in &other.rows[table] {
+            let mut all = Condition::all();
+            for (col, part) in key.iter().zip(row.split('|')) {
+                all = all.add(Expr::col((Alias::new(table), Alias::new(*col))).eq(part));
+            }
+            any = any.add(all);
+        }
+        any
     };
     let found = scope.find::<E>().filter(theirs()).all().await.unwrap();
     if !found.is_empty() {

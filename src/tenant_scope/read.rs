@@ -17,12 +17,20 @@ use crate::{Error, Result};
 
 impl TenantScope {
     /// The statement of `query`, after the Rust lock's check of what it would send
-    /// ([`crate::lock`]): [`Error::InvalidInput`] naming what is refused, before anything is sent.
+    /// ([`crate::lock`]), refusing first the raw SQL text the caller's expressions were found to
+    /// hold (`raw`): [`Error::InvalidInput`] naming what is refused, before anything is sent.
     pub(crate) fn verified(
         &self,
         ctx: &crate::error::Context,
         query: &impl QueryTrait,
+        raw: Option<&str>,
     ) -> Result<Statement> {
+        if let Some(reason) = raw {
+            return Err(Error::InvalidInput {
+                context: ctx.clone(),
+                reason: crate::lock::refusal(reason),
+            });
+        }
         let stmt = query.build(DbBackend::Postgres);
         crate::lock::verify(&stmt, crate::lock::Mode::Tenant(self.org.as_str())).map_err(
             |reason| Error::InvalidInput {
@@ -39,6 +47,7 @@ impl TenantScope {
         ScopedSelect {
             scope: self,
             select: E::find().filter(E::tenant_condition(self.org.as_str())),
+            refused: None,
         }
     }
 
@@ -142,6 +151,8 @@ impl TenantScope {
 pub struct ScopedSelect<'s, E: EntityTrait> {
     scope: &'s TenantScope,
     select: Select<E>,
+    /// The first raw SQL text the caller gave (see [`crate::lock::raw_text`]).
+    refused: Option<String>,
 }
 
 /// One page of results, from [`ScopedSelect::page`].
@@ -176,18 +187,32 @@ where
 {
     /// Keeps only the rows that also satisfy `filter` (a column expression or a `Condition`).
     pub fn filter(mut self, filter: impl Into<Condition>) -> Self {
-        self.select = self.select.filter(filter.into());
+        let filter = filter.into();
+        self.refuse_raw(&Expr::from(filter.clone()));
+        self.select = self.select.filter(filter);
         self
+    }
+
+    /// Remembers the first raw SQL text among the caller's expressions; the query then fails
+    /// with [`Error::InvalidInput`] when it is run, before anything is sent.
+    fn refuse_raw(&mut self, e: &Expr) {
+        if self.refused.is_none() {
+            self.refused = crate::lock::raw_text(e);
+        }
     }
 
     /// Orders by `col` ascending (any expression, including a joined table's column).
     pub fn order_by_asc(mut self, col: impl IntoSimpleExpr) -> Self {
+        let col = col.into_simple_expr();
+        self.refuse_raw(&col);
         self.select = self.select.order_by(col, Order::Asc);
         self
     }
 
     /// Orders by `col` descending.
     pub fn order_by_desc(mut self, col: impl IntoSimpleExpr) -> Self {
+        let col = col.into_simple_expr();
+        self.refuse_raw(&col);
         self.select = self.select.order_by(col, Order::Desc);
         self
     }
@@ -233,13 +258,16 @@ where
     /// when the check refuses it): for logging, `EXPLAIN`, or running it elsewhere.
     pub fn statement(&self) -> Result<Statement> {
         let ctx = self.scope.ctx_for::<E>(Operation::Find);
-        self.scope.verified(&ctx, &self.select)
+        self.scope
+            .verified(&ctx, &self.select, self.refused.as_deref())
     }
 
     /// Runs the query; every row.
     pub async fn all(self) -> Result<Vec<E::Model>> {
         let ctx = self.scope.ctx_for::<E>(Operation::Find);
-        let stmt = self.scope.verified(&ctx, &self.select)?;
+        let stmt = self
+            .scope
+            .verified(&ctx, &self.select, self.refused.as_deref())?;
         self.scope
             .statement(&ctx, &[], trace::len, |tx| {
                 Box::pin(E::find().from_raw_sql(stmt).all(tx))
@@ -250,7 +278,10 @@ where
     /// Runs the query; the first row, if any.
     pub async fn one(self) -> Result<Option<E::Model>> {
         let ctx = self.scope.ctx_for::<E>(Operation::Find);
-        let stmt = self.scope.verified(&ctx, &self.select.limit(1))?;
+        let refused = self.refused;
+        let stmt = self
+            .scope
+            .verified(&ctx, &self.select.limit(1), refused.as_deref())?;
         self.scope
             .statement(&ctx, &[], trace::some, |tx| {
                 Box::pin(E::find().from_raw_sql(stmt).one(tx))
@@ -261,7 +292,8 @@ where
     /// Counts the rows.
     pub async fn count(self) -> Result<u64> {
         let ctx = self.scope.ctx_for::<E>(Operation::Count);
-        self.scope.verified(&ctx, &self.select)?;
+        self.scope
+            .verified(&ctx, &self.select, self.refused.as_deref())?;
         let select = self.select;
         self.scope
             .statement(&ctx, &[], trace::count, |tx| Box::pin(select.count(tx)))
@@ -278,7 +310,7 @@ where
             });
         }
         let (scope, select) = (self.scope, self.select);
-        scope.verified(&ctx, &select)?;
+        scope.verified(&ctx, &select, self.refused.as_deref())?;
         let fetch_items = |items: &(u64, Vec<E::Model>)| items.1.len() as u64;
         let (total, items) = trace::operation(&ctx, fetch_items, async {
             let unit = scope.unit(&ctx).await?;
@@ -324,7 +356,8 @@ where
         let select = select
             .join(JoinType::LeftJoin, to)
             .select_also(R::default());
-        self.scope.verified(&ctx, &select)?;
+        self.scope
+            .verified(&ctx, &select, self.refused.as_deref())?;
         self.scope
             .statement(&ctx, &[], trace::len, |tx| Box::pin(select.all(tx)))
             .await

@@ -134,6 +134,7 @@ impl TenantScope {
         A: TenantRow,
     {
         let ctx = self.ctx_for::<A::Entity>(Operation::UpdateMany);
+        let filter: Condition = filter.into();
         self.check_update(&ctx, &values)?;
         for pk in <<A::Entity as EntityTrait>::PrimaryKey as Iterable>::iter() {
             let col = pk.into_column();
@@ -154,8 +155,9 @@ impl TenantScope {
             .filter(<A::Entity as TenantOwned>::tenant_condition(
                 self.org.as_str(),
             ))
-            .filter(filter.into());
-        let stmt = self.verified(&ctx, &update)?;
+            .filter(filter.clone());
+        let raw = crate::lock::raw_text(&sea_orm::sea_query::Expr::from(filter));
+        let stmt = self.verified(&ctx, &update, raw.as_deref())?;
         self.statement(&ctx, &checks, trace::count, |tx| {
             Box::pin(async move { Ok(tx.execute_raw(stmt).await?.rows_affected()) })
         })
@@ -192,10 +194,12 @@ impl TenantScope {
         E::Model: Send + Sync,
     {
         let ctx = self.ctx_for::<E>(Operation::DeleteMany);
+        let filter: Condition = filter.into();
         let delete = E::delete_many()
             .filter(E::tenant_condition(self.org.as_str()))
-            .filter(filter.into());
-        let stmt = self.verified(&ctx, &delete)?;
+            .filter(filter.clone());
+        let raw = crate::lock::raw_text(&sea_orm::sea_query::Expr::from(filter));
+        let stmt = self.verified(&ctx, &delete, raw.as_deref())?;
         self.statement(&ctx, &[], trace::count, |tx| {
             Box::pin(async move { Ok(tx.execute_raw(stmt).await?.rows_affected()) })
         })
