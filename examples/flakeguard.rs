@@ -416,6 +416,7 @@ async fn main() -> Result<()> {
                     fg_failure_cluster_to_fg_test_case::ActiveModel {
                         a: Set(cluster.id.clone()),
                         b: Set(test.clone()),
+                        ..Default::default()
                     }
                 }))
                 .await?;

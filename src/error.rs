@@ -328,8 +328,9 @@ impl Error {
     }
 
     /// The crate's one mapping of a driver error, for every handle: a missing row is
-    /// [`Error::NotFound`]; a foreign-key violation on `"<table>_orgId_fkey"` while writing
-    /// rows of that table is [`Error::UnknownOrganization`]; a refused row (SQLSTATE classes 22
+    /// [`Error::NotFound`]; a violation of a composite tenant key (`"<table>_orgId_<col>_fkey"`)
+    /// is [`Error::TenantDenied`]; a foreign-key violation on `"<table>_orgId_fkey"` while
+    /// writing rows of that table is [`Error::UnknownOrganization`]; a refused row (SQLSTATE classes 22
     /// and 23, and 42501) is [`Error::Rejected`] with its [`Rejection`]; anything else is
     /// [`Error::Database`]. Only SQLSTATEs and constraint names are read, never message text,
     /// so a server with localised messages gives the same errors.
@@ -338,6 +339,24 @@ impl Error {
             return Error::NotFound { context };
         }
         if let Some(pg) = pg_error(&source) {
+            // A composite tenant key (`<table>_orgId_<col>_fkey`, migration step 8): the row
+            // points at a row of another organization, or at none.
+            if pg.code() == "23503"
+                && let (Some(table), Some(constraint)) = (pg.table(), pg.constraint())
+                && let Some(col) = constraint
+                    .strip_prefix(table)
+                    .and_then(|c| c.strip_prefix("_orgId_"))
+                    .and_then(|c| c.strip_suffix("_fkey"))
+                && !col.is_empty()
+            {
+                return Error::TenantDenied {
+                    reason: format!(
+                        "\"{col}\" references a row that this organization does not have \
+                         (refused by the tenant key {constraint})"
+                    ),
+                    context,
+                };
+            }
             if pg.code() == "23503"
                 && context.operation.writes_rows()
                 && context

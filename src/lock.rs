@@ -381,12 +381,16 @@ impl Checker {
                 self.equals_tenant(conjuncts, &reference, "orgId", alone)
             }
             TenantClass::TenantRoot => self.equals_tenant(conjuncts, &reference, "id", alone),
-            // Bound through the parents' subqueries, each checked as a block of its own.
-            TenantClass::Child { parents } => parents.iter().all(|p| {
-                conjuncts
-                    .iter()
-                    .any(|c| in_parent(c, &reference, p.column, p.parent_table, alone))
-            }),
+            // Its own "orgId" (migration step 8), or its parents through their subqueries, each
+            // checked as a block of its own.
+            TenantClass::Child { parents } => {
+                self.equals_tenant(conjuncts, &reference, "orgId", alone)
+                    || parents.iter().all(|p| {
+                        conjuncts
+                            .iter()
+                            .any(|c| in_parent(c, &reference, p.column, p.parent_table, alone))
+                    })
+            }
             TenantClass::Global => true,
         };
         if bound {

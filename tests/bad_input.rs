@@ -245,7 +245,8 @@ async fn errors_about_another_tenants_rows_say_nothing_about_them() {
         .unwrap_err();
     assert!(matches!(err, Error::TenantDenied { .. }), "{err}");
     names_its_context(&err, &w, "FGTestCase", Operation::Update);
-    // Row-level security's refusal, going around the crate's own check.
+    // Going around the crate's own check: the tenant key refuses a row pointed at B's row,
+    // row-level security a row moved to B.
     let err = s
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -254,11 +255,31 @@ async fn errors_about_another_tenants_rows_say_nothing_about_them() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(err.rejection(), Some(Rejection::RowLevelSecurity), "{err}");
-    assert!(err.is_tenant_denied());
-    let text = err.to_string();
-    for value in values_only_of(&w.admin, &w.a, &w.b).await {
-        assert!(!text.contains(&value), "carries B's {value:?}: {text}");
+    assert!(matches!(err, Error::TenantDenied { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("FGTestCase_orgId_repoId_fkey"),
+        "{err}"
+    );
+    let moved = s
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            r#"UPDATE "FGTestCase" SET "orgId" = $1 WHERE id = $2"#,
+            ["org-b".into(), w.a.key("FGTestCase").into()],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        moved.rejection(),
+        Some(Rejection::RowLevelSecurity),
+        "{moved}"
+    );
+    let secrets = values_only_of(&w.admin, &w.a, &w.b).await;
+    for err in [&err, &moved] {
+        assert!(err.is_tenant_denied());
+        let text = err.to_string();
+        for value in &secrets {
+            assert!(!text.contains(value), "carries B's {value:?}: {text}");
+        }
     }
 }
 

@@ -267,6 +267,7 @@ async fn every_table_round_trips_through_its_entity() {
         c,
         workflow_job,
         workflow_job::ActiveModel {
+            org_id: Set(org.id.clone()),
             github_id: Set(6_000_000_001),
             name: Set("unit".into()),
             status: Set("in_progress".into()),
@@ -280,6 +281,7 @@ async fn every_table_round_trips_through_its_entity() {
         c,
         artifact,
         artifact::ActiveModel {
+            org_id: Set(org.id.clone()),
             github_id: Set(4_000_000_001),
             name: Set("junit".into()),
             r#type: Set("zip".into()),
@@ -386,6 +388,7 @@ async fn every_table_round_trips_through_its_entity() {
         c,
         fg_job,
         fg_job::ActiveModel {
+            org_id: Set(org.id.clone()),
             run_id: Set(fg_run.id.clone()),
             job_id: Set("job-1".into()),
             name: Set("unit".into()),
@@ -458,6 +461,7 @@ async fn every_table_round_trips_through_its_entity() {
         c,
         fg_issue_link,
         fg_issue_link::ActiveModel {
+            org_id: Set(org.id.clone()),
             test_id: Set(case.id.clone()),
             url: Set("https://example.com/issues/1".into()),
             ..Default::default()
@@ -484,6 +488,7 @@ async fn every_table_round_trips_through_its_entity() {
     let pair = cluster_case::ActiveModel {
         a: Set(cluster.id.clone()),
         b: Set(case.id.clone()),
+        org_id: Set(org.id.clone()),
     }
     .insert(c)
     .await

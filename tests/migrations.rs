@@ -10,7 +10,7 @@ use flakeguard_db::testing::TestDatabase;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use support::{Schema, diff, read_catalog, report};
 
-const STEPS: [&str; 7] = [
+const STEPS: [&str; 8] = [
     "m20240824_000000_init",
     "m20240824_000001_enhance_test_models_for_junit_ingestion",
     "m20240825_000000_add_flakeguard_core_models",
@@ -18,6 +18,7 @@ const STEPS: [&str; 7] = [
     "m20240826_000001_add_flakeguard_models",
     "m20240826_000002_fix_migration_inconsistencies",
     "m20240827_000000_add_row_level_security",
+    "m20240828_000000_add_tenant_keys",
 ];
 
 async fn applied(conn: &DatabaseConnection) -> Vec<String> {
@@ -196,7 +197,10 @@ async fn rows_created_at_step_3_survive_the_upgrade_to_the_latest_step_in_the_de
         assert!(!col.nullable, "{t}.orgId is nullable");
         with_org += 1;
     }
-    assert_eq!(with_org, 14, "tables given an organization in step 5");
+    assert_eq!(
+        with_org, 19,
+        "tables given an organization: 14 in step 5, the 5 child tables (from their parents) in step 8"
+    );
     // FGFlakeScore was re-keyed: every row has a fresh, distinct id.
     let row = conn
         .query_one_raw(Statement::from_string(
@@ -245,7 +249,7 @@ async fn up_down_up_round_trip_gives_the_catalog_of_a_single_up() {
     runner::up(&conn, None).await.unwrap();
     let once = read_catalog(&conn).await;
     let undone = runner::reset(&conn).await.unwrap();
-    assert_eq!(undone.len(), 7);
+    assert_eq!(undone.len(), STEPS.len());
     let left: Vec<String> = conn
         .query_all_raw(Statement::from_string(
             conn.get_database_backend(),

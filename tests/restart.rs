@@ -147,13 +147,15 @@ async fn one_op(
                 scope
                     .transaction(move |tx| {
                         Box::pin(async move {
-                            tx.insert(case(&o, &rows[0], "slow-0".into())).await?;
+                            tx.insert(case(&o, &rows[0], format!("slow-{}", rows[0])))
+                                .await?;
                             tx.execute_raw(Statement::from_string(
                                 DatabaseBackend::Postgres,
                                 format!("SELECT pg_sleep({})", sleep_ms as f64 / 1000.0),
                             ))
                             .await?;
-                            tx.insert(case(&o, &rows[1], "slow-1".into())).await?;
+                            tx.insert(case(&o, &rows[1], format!("slow-{}", rows[1])))
+                                .await?;
                             Ok::<_, Error>(())
                         })
                     })

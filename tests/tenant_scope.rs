@@ -126,11 +126,14 @@ async fn joins_reach_related_tables_with_their_own_tenant_predicate() {
     );
 
     // Rows that break the tenant boundary, planted by the superuser, whom row-level security
-    // does not restrict: the joined table's own predicate is all that keeps them out.
+    // does not restrict, after dropping the two tenant keys that would refuse them: the joined
+    // table's own predicate is all that keeps them out (the Rust lock alone).
     let unscored = s.insert(case(repo, "z")).await.unwrap();
     w.admin
         .execute_unprepared(&format!(
-            r#"INSERT INTO "FGFlakeScore" (id, "orgId", "testId", score, "lastUpdatedAt")
+            r#"ALTER TABLE "FGFlakeScore" DROP CONSTRAINT "FGFlakeScore_orgId_testId_fkey";
+               ALTER TABLE "FGOccurrence" DROP CONSTRAINT "FGOccurrence_orgId_testId_fkey";
+               INSERT INTO "FGFlakeScore" (id, "orgId", "testId", score, "lastUpdatedAt")
                  VALUES ('stray-score', 'org-b', '{a_case}', 0.99, now());
                INSERT INTO "FGOccurrence" (id, "orgId", "testId", "runId", status)
                  VALUES ('stray-occ', 'org-a', '{b_case}', '{a_run}', 'failed');"#,

@@ -10,6 +10,9 @@ pub struct Model {
     /// "id": a CUID2, generated when left unset.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    /// "orgId": the row's organization, always its parent's (migration step 8): filled in by
+    /// the scope, or by the column's default, the tenant of the current transaction.
+    pub org_id: String,
     /// "githubId": GitHub's artifact id, unique.
     pub github_id: i64,
     /// "name".
@@ -38,6 +41,14 @@ pub struct Model {
 /// Foreign keys of `Artifact`.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
+    /// `Artifact_orgId_fkey` (migration step 8).
+    #[sea_orm(
+        belongs_to = "super::organization::Entity",
+        from = "Column::OrgId",
+        to = "super::organization::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Organization,
     /// `Artifact_workflowRunId_fkey`.
     #[sea_orm(
         belongs_to = "super::workflow_run::Entity",
@@ -54,8 +65,15 @@ impl Related<super::workflow_run::Entity> for Entity {
     }
 }
 
+impl Related<super::organization::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Organization.def()
+    }
+}
+
 crate::tenancy!(
     child,
+    org_id = Column::OrgId,
     parents = [(
         workflow_run,
         "WorkflowRun",

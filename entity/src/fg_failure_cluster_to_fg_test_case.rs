@@ -14,11 +14,23 @@ pub struct Model {
     /// "B": the `FGTestCase`.
     #[sea_orm(primary_key, auto_increment = false, column_name = "B")]
     pub b: String,
+    /// "orgId": the row's organization, always its parent's (migration step 8): filled in by
+    /// the scope, or by the column's default, the tenant of the current transaction.
+    #[sea_orm(column_name = "orgId")]
+    pub org_id: String,
 }
 
 /// Foreign keys of the link table.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
+    /// `_FGFailureClusterToFGTestCase_orgId_fkey` (migration step 8).
+    #[sea_orm(
+        belongs_to = "super::organization::Entity",
+        from = "Column::OrgId",
+        to = "super::organization::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Organization,
     /// `_FGFailureClusterToFGTestCase_A_fkey`.
     #[sea_orm(
         belongs_to = "super::fg_failure_cluster::Entity",
@@ -49,8 +61,15 @@ impl Related<super::fg_test_case::Entity> for Entity {
     }
 }
 
+impl Related<super::organization::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Organization.def()
+    }
+}
+
 crate::tenancy!(
     child,
+    org_id = Column::OrgId,
     parents = [
         (fg_failure_cluster, "FGFailureCluster", Column::A, "A"),
         (fg_test_case, "FGTestCase", Column::B, "B"),

@@ -10,6 +10,9 @@ pub struct Model {
     /// "id": a CUID2, generated when left unset.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    /// "orgId": the row's organization, always its parent's (migration step 8): filled in by
+    /// the scope, or by the column's default, the tenant of the current transaction.
+    pub org_id: String,
     /// "testId": the parent `FGTestCase`, whose organization this row belongs to.
     pub test_id: String,
     /// "provider": 'github' by default.
@@ -23,6 +26,14 @@ pub struct Model {
 /// Foreign keys of `FGIssueLink`.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
+    /// `FGIssueLink_orgId_fkey` (migration step 8).
+    #[sea_orm(
+        belongs_to = "super::organization::Entity",
+        from = "Column::OrgId",
+        to = "super::organization::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Organization,
     /// `FGIssueLink_testId_fkey`.
     #[sea_orm(
         belongs_to = "super::fg_test_case::Entity",
@@ -39,8 +50,15 @@ impl Related<super::fg_test_case::Entity> for Entity {
     }
 }
 
+impl Related<super::organization::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Organization.def()
+    }
+}
+
 crate::tenancy!(
     child,
+    org_id = Column::OrgId,
     parents = [(fg_test_case, "FGTestCase", Column::TestId, "testId")]
 );
 crate::stamps!(id = generated);

@@ -10,6 +10,9 @@ pub struct Model {
     /// "id": a CUID2, generated when left unset.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    /// "orgId": the row's organization, always its parent's (migration step 8): filled in by
+    /// the scope, or by the column's default, the tenant of the current transaction.
+    pub org_id: String,
     /// "runId": the parent `FGWorkflowRun`, whose organization this row belongs to.
     pub run_id: String,
     /// "jobId": the provider's job id.
@@ -33,6 +36,14 @@ pub struct Model {
 /// Foreign keys of `FGJob`, and the tables that reference it.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
+    /// `FGJob_orgId_fkey` (migration step 8).
+    #[sea_orm(
+        belongs_to = "super::organization::Entity",
+        from = "Column::OrgId",
+        to = "super::organization::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Organization,
     /// `FGJob_runId_fkey`.
     #[sea_orm(
         belongs_to = "super::fg_workflow_run::Entity",
@@ -58,8 +69,15 @@ impl Related<super::fg_occurrence::Entity> for Entity {
     }
 }
 
+impl Related<super::organization::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Organization.def()
+    }
+}
+
 crate::tenancy!(
     child,
+    org_id = Column::OrgId,
     parents = [(fg_workflow_run, "FGWorkflowRun", Column::RunId, "runId")]
 );
 crate::stamps!(id = generated, updated_at = (updated_at, Column::UpdatedAt));

@@ -33,7 +33,8 @@ pub enum TenantClass {
     Tenant,
     /// A nullable "orgId": NULL means a personal row that no organization sees.
     TenantOptional,
-    /// No "orgId": the row belongs to the organization of its parent(s).
+    /// The row belongs to the organization of its parent(s), and (from migration step 8) carries
+    /// it in its own NOT NULL "orgId", which composite keys tie to each parent's.
     Child {
         /// Every parent the row is tied to; a row must belong to the tenant of each.
         parents: &'static [ParentLink],
@@ -77,8 +78,8 @@ pub trait TenantOwned: Tenancy {
     /// the table name, so it can stand in joins and subqueries):
     ///
     /// - tenant and tenant-optional: `"T"."orgId" = org_id` (NULL never matches);
-    /// - child: `"T"."parentCol" IN (SELECT "id" FROM "Parent" WHERE <parent's condition>)`,
-    ///   once per parent;
+    /// - child: `"T"."orgId" = org_id`, its own "orgId" (composite keys tie it to each
+    ///   parent's);
     /// - tenant root: `"Organization"."id" = org_id`.
     ///
     /// The caller is responsible for `org_id` being a validated tenant id; it is always sent as a
@@ -86,7 +87,8 @@ pub trait TenantOwned: Tenancy {
     fn tenant_condition(org_id: &str) -> Condition;
 }
 
-/// Tables with their own "orgId" column (tenant and tenant-optional).
+/// Tables with their own "orgId" column (tenant, tenant-optional and, from migration step 8,
+/// child tables).
 pub trait HasOrgId: TenantOwned {
     /// Whether "orgId" may be NULL (tenant-optional).
     const NULLABLE: bool;
@@ -119,7 +121,8 @@ pub trait Global: Tenancy {}
 /// flakeguard_entity::tenancy!(tenant, org_id = Column::OrgId);
 /// flakeguard_entity::tenancy!(tenant_optional, org_id = Column::OrgId);
 /// // (parent module, parent table, column, column name); the crate's tests check the names.
-/// flakeguard_entity::tenancy!(child, parents = [(workflow_run, "WorkflowRun", Column::WorkflowRunId, "workflowRunId")]);
+/// flakeguard_entity::tenancy!(child, org_id = Column::OrgId,
+///     parents = [(workflow_run, "WorkflowRun", Column::WorkflowRunId, "workflowRunId")]);
 /// flakeguard_entity::tenancy!(root, id = Column::Id);
 /// flakeguard_entity::tenancy!(global);
 /// ```
@@ -161,31 +164,18 @@ macro_rules! tenancy {
             }
         }
     };
-    (child, parents = [$(($parent:ident, $parent_table:literal, $col:expr, $col_name:literal)),+ $(,)?]) => {
+    (child, org_id = $org:expr, parents = [$(($parent:ident, $parent_table:literal, $col:expr, $col_name:literal)),+ $(,)?]) => {
         $crate::tenancy!(@base $crate::tenancy::TenantClass::Child {
             parents: &[$($crate::tenancy::ParentLink {
                 parent_table: $parent_table,
                 column: $col_name,
             }),+],
         });
-        impl $crate::tenancy::TenantOwned for Entity {
-            fn tenant_condition(org_id: &str) -> ::sea_orm::Condition {
-                use ::sea_orm::sea_query::{Condition, Expr, ExprTrait, Query};
-                let mut cond = Condition::all();
-                $(
-                    cond = cond.add(
-                        Expr::col((Entity, $col)).in_subquery(
-                            Query::select()
-                                .column((super::$parent::Entity, super::$parent::Column::Id))
-                                .from(super::$parent::Entity)
-                                .cond_where(
-                                    <super::$parent::Entity as $crate::tenancy::TenantOwned>::tenant_condition(org_id),
-                                )
-                                .to_owned(),
-                        ),
-                    );
-                )+
-                cond
+        $crate::tenancy!(@org_column $org);
+        impl $crate::tenancy::HasOrgId for Entity {
+            const NULLABLE: bool = false;
+            fn org_id_column() -> Column {
+                $org
             }
         }
         $(
@@ -294,19 +284,13 @@ mod tests {
             .filter(fg_job::Entity::tenant_condition("org_a")));
         assert_eq!(
             child,
-            r#"SELECT  FROM "FGJob" WHERE "FGJob"."runId" IN (SELECT "FGWorkflowRun"."id" FROM "FGWorkflowRun" WHERE "FGWorkflowRun"."orgId" = 'org_a')"#
+            r#"SELECT  FROM "FGJob" WHERE "FGJob"."orgId" = 'org_a'"#
         );
         let link = sql(fg_failure_cluster_to_fg_test_case::Entity::find()
             .select_only()
             .filter(fg_failure_cluster_to_fg_test_case::Entity::tenant_condition("o")));
         assert!(
-            link.contains(
-                r#""_FGFailureClusterToFGTestCase"."A" IN (SELECT "FGFailureCluster"."id""#
-            ),
-            "{link}"
-        );
-        assert!(
-            link.contains(r#""_FGFailureClusterToFGTestCase"."B" IN (SELECT "FGTestCase"."id""#),
+            link.ends_with(r#"WHERE "_FGFailureClusterToFGTestCase"."orgId" = 'o'"#),
             "{link}"
         );
         let root = sql(organization::Entity::find()

@@ -93,6 +93,10 @@ fn list(row: &QueryResult, col: &str) -> Result<Vec<String>, DbErr> {
     Ok(s(row, col)?.split(',').map(str::to_owned).collect())
 }
 
+/// The marker a unique constraint's column list ends with when it treats NULLs as equal
+/// (`UNIQUE NULLS NOT DISTINCT`, PostgreSQL 15).
+pub const NULLS_NOT_DISTINCT: &str = "NULLS NOT DISTINCT";
+
 /// Reads the public schema from the catalog, ignoring SeaORM's own `seaql_migrations`.
 pub async fn read<C: ConnectionTrait>(db: &C) -> Result<Schema, DbErr> {
     let mut schema = Schema::default();
@@ -141,7 +145,12 @@ pub async fn read<C: ConnectionTrait>(db: &C) -> Result<Schema, DbErr> {
                 coalesce((SELECT string_agg(a.attname::text, ',' ORDER BY k.ord)
                    FROM unnest(con.confkey) WITH ORDINALITY k(num, ord)
                    JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num), '') AS ref_cols,
-                con.confdeltype::text AS on_delete
+                con.confdeltype::text AS on_delete,
+                coalesce((SELECT string_agg(quote_ident(a.attname::text), ', ' ORDER BY k.ord)
+                   FROM unnest(con.confdelsetcols) WITH ORDINALITY k(num, ord)
+                   JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num), '') AS del_cols,
+                coalesce((SELECT i.indnullsnotdistinct FROM pg_index i
+                   WHERE i.indexrelid = con.conindid AND con.contype = 'u'), false) AS nnd
          FROM pg_constraint con
          JOIN pg_class c ON c.oid = con.conrelid
          JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -159,12 +168,22 @@ pub async fn read<C: ConnectionTrait>(db: &C) -> Result<Schema, DbErr> {
                 table.primary_key.insert(name, cols);
             }
             "u" => {
+                let mut cols = cols;
+                if r.try_get::<bool>("", "nnd")? {
+                    cols.push(NULLS_NOT_DISTINCT.to_owned());
+                }
                 table.uniques.insert(name, cols);
             }
             _ => {
+                let del_cols = s(&r, "del_cols")?;
+                let set_null = if del_cols.is_empty() {
+                    "SET NULL".to_owned()
+                } else {
+                    format!("SET NULL ({del_cols})")
+                };
                 let on_delete = match s(&r, "on_delete")?.as_str() {
                     "c" => "CASCADE",
-                    "n" => "SET NULL",
+                    "n" => set_null.as_str(),
                     "r" => "RESTRICT",
                     "d" => "SET DEFAULT",
                     _ => "NO ACTION",

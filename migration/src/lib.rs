@@ -81,6 +81,7 @@ pub mod m20240826_000000_add_organization_tables;
 pub mod m20240826_000001_add_flakeguard_models;
 pub mod m20240826_000002_fix_migration_inconsistencies;
 pub mod m20240827_000000_add_row_level_security;
+pub mod m20240828_000000_add_tenant_keys;
 
 /// The FlakeGuard migrator: the six schema steps and the row-level security step, in order.
 ///
@@ -100,6 +101,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20240826_000001_add_flakeguard_models::Migration),
             Box::new(m20240826_000002_fix_migration_inconsistencies::Migration),
             Box::new(m20240827_000000_add_row_level_security::Migration),
+            Box::new(m20240828_000000_add_tenant_keys::Migration),
         ]
     }
 }

@@ -6,6 +6,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use flakeguard_db::testing::TestDatabase;
+
+/// The migration steps there are.
+const STEPS: usize = 8;
 use flakeguard_migration::runner::MigrationLock;
 use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 
@@ -92,14 +95,14 @@ async fn two_migrators_started_at_once_apply_each_step_once() {
         .collect();
     let mut sorted = applied.clone();
     sorted.sort();
-    assert_eq!(sorted, [0, 7], "{outputs:#?}");
+    assert_eq!(sorted, [0, STEPS], "{outputs:#?}");
     assert!(
         outputs.iter().any(|o| o.contains("nothing to do")),
         "{outputs:#?}"
     );
     assert_eq!(
         scalar(&conn, "SELECT count(*) AS n FROM seaql_migrations").await,
-        7
+        STEPS as i64
     );
     let (code, out) = run(db.url(), &["validate"]);
     assert_eq!(code, 0, "{out}");
@@ -113,7 +116,7 @@ async fn up_down_and_status_move_one_step_at_a_time() {
     assert_eq!(out.matches("applied m2024").count(), 2, "{out}");
     let (_, status) = run(db.url(), &["status"]);
     assert_eq!(status.matches("applied ").count(), 2, "{status}");
-    assert_eq!(status.matches("pending ").count(), 5, "{status}");
+    assert_eq!(status.matches("pending ").count(), STEPS - 2, "{status}");
     let (code, out) = run(db.url(), &["down"]);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -127,13 +130,13 @@ async fn up_down_and_status_move_one_step_at_a_time() {
     let (code, out) = run(db.url(), &["refresh"]);
     assert_eq!(
         (code, out.matches("applied m2024").count()),
-        (0, 7),
+        (0, STEPS),
         "{out}"
     );
     let (code, out) = run(db.url(), &["reset"]);
     assert_eq!(
         (code, out.matches("rolled back m2024").count()),
-        (0, 7),
+        (0, STEPS),
         "{out}"
     );
     let (code, out) = run(db.url(), &["fresh"]);
@@ -149,13 +152,13 @@ async fn validate_counts_what_it_checked_and_names_every_problem() {
     assert_eq!(code, 0, "{out}");
     for line in [
         "27 tables",
-        "22 unique constraints",
-        "149 indexes",
-        "52 foreign keys",
+        "34 unique constraints",
+        "154 indexes",
+        "89 foreign keys",
         "3 enums",
         "25 tables under forced row-level security",
         "18 tenant tables without NULL",
-        "7 migration steps recorded",
+        "8 migration steps recorded",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
@@ -208,19 +211,19 @@ async fn foreign_database(steps: u32) -> (TestDatabase, DatabaseConnection) {
 
 #[tokio::test]
 async fn adopt_records_the_history_of_a_matching_database_without_touching_data() {
-    let (db, conn) = foreign_database(7).await;
+    let (db, conn) = foreign_database(STEPS as u32).await;
     let (code, out) = run(db.url(), &["validate"]);
     assert_eq!(code, 1, "no history yet:\n{out}");
     let (code, out) = run(db.url(), &["adopt"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.matches("recorded as applied: m2024").count(),
-        7,
+        STEPS,
         "{out}"
     );
     assert_eq!(
         scalar(&conn, "SELECT count(*) AS n FROM seaql_migrations").await,
-        7
+        STEPS as i64
     );
     assert_eq!(
         scalar(
@@ -253,7 +256,7 @@ async fn adopt_records_only_the_steps_a_database_matches() {
     let (code, out) = run(db.url(), &["up"]);
     assert_eq!(
         (code, out.matches("applied m2024").count()),
-        (0, 1),
+        (0, STEPS - 6),
         "{out}"
     );
     let (code, out) = run(db.url(), &["validate"]);

@@ -206,12 +206,13 @@ impl TenantScope {
     }
 }
 
-/// The column holding the tenant id: "orgId", or "id" for `Organization`.
+/// The column holding the tenant id: "orgId" (child tables have their own from migration
+/// step 8), or "id" for `Organization`.
 pub(crate) fn tenant_column<E: TenantOwned>() -> Option<E::Column> {
     let name = match E::CLASS {
-        TenantClass::Tenant | TenantClass::TenantOptional => "orgId",
+        TenantClass::Tenant | TenantClass::TenantOptional | TenantClass::Child { .. } => "orgId",
         TenantClass::TenantRoot => "id",
-        TenantClass::Child { .. } | TenantClass::Global => return None,
+        TenantClass::Global => return None,
     };
     E::Column::iter().find(|c| c.as_str() == name)
 }

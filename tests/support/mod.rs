@@ -23,9 +23,19 @@ pub fn parse_schema_md(md: &str) -> Schema {
     let mut current: Option<String> = None;
     for line in md.lines() {
         let line = line.trim();
+        // The addendum (migration step 8) adds to tables of the contract: `### Addendum: T`.
+        if let Some(name) = line.strip_prefix("### Addendum: ") {
+            let name = name.trim();
+            assert!(
+                schema.tables.contains_key(name),
+                "addendum for unknown table {name}"
+            );
+            current = Some(name.to_owned());
+            continue;
+        }
         if let Some(name) = line.strip_prefix("## ") {
             let name = name.trim();
-            current = (name != "Totals").then(|| name.to_owned());
+            current = (name != "Totals" && !name.starts_with("Addendum")).then(|| name.to_owned());
             if let Some(t) = &current {
                 schema.tables.insert(t.clone(), Table::default());
             }
@@ -61,7 +71,10 @@ pub fn parse_schema_md(md: &str) -> Schema {
             let (name, cols) = name_and_cols(rest);
             table.primary_key.insert(name, cols);
         } else if let Some(rest) = line.strip_prefix("- unique: ") {
-            let (name, cols) = name_and_cols(rest);
+            let (name, mut cols) = name_and_cols(rest);
+            if rest.ends_with("nulls not distinct") {
+                cols.push(flakeguard_db::migration::catalog::NULLS_NOT_DISTINCT.to_owned());
+            }
             table.uniques.insert(name, cols);
         } else if let Some(rest) = line.strip_prefix("- index: ") {
             let (name, cols) = name_and_cols(rest);

@@ -332,6 +332,7 @@ pub async fn seed(db: &DatabaseConnection, org: &OrgId, n: i64) -> Tenant {
             .insert(fg_failure_cluster_to_fg_test_case::ActiveModel {
                 a: Set(cluster.id.clone()),
                 b: Set(case.id.clone()),
+                ..Default::default()
             })
             .await
             .unwrap();
