@@ -537,6 +537,115 @@ async fn rows_written_at_every_step_survive_every_later_step() {
         .unwrap()
         .unwrap();
     assert_eq!(misplaced.try_get::<i64>("", "n").unwrap(), 0);
+
+    // Step 8 on the database populated up to step 7: every row kept, each child row in its
+    // parent's organization (rows of different steps belong to different organizations).
+    let step7 = read_catalog(&conn).await;
+    runner::up(&conn, Some(1)).await.unwrap();
+    assert_eq!(every_row(&conn).await, last, "step 8 lost or changed rows");
+    for (child, col, parent) in CHILDREN {
+        let row = conn
+            .query_one_raw(Statement::from_string(
+                conn.get_database_backend(),
+                format!(
+                    r#"SELECT count(*) AS n,
+                              count(*) FILTER (WHERE c."orgId" IS DISTINCT FROM p."orgId") AS wrong
+                       FROM "{child}" c LEFT JOIN "{parent}" p ON p."id" = c."{col}""#
+                ),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let (n, wrong): (i64, i64) = (
+            row.try_get("", "n").unwrap(),
+            row.try_get("", "wrong").unwrap(),
+        );
+        assert!(n >= 5, "{child}: {n} rows");
+        assert_eq!(wrong, 0, "{child}: rows not in their parent's organization");
+    }
+    // And its down gives step 7 back exactly, keeping every row.
+    runner::down(&conn, Some(1)).await.unwrap();
+    let diffs = diff(&step7, &read_catalog(&conn).await);
+    assert!(diffs.is_empty(), "down of step 8:\n{}", report(&diffs));
+    assert_eq!(every_row(&conn).await, last, "down of step 8 lost rows");
+}
+
+/// The child tables and the parent each takes its "orgId" from.
+const CHILDREN: [(&str, &str, &str); 5] = [
+    ("WorkflowJob", "workflowRunId", "WorkflowRun"),
+    ("Artifact", "workflowRunId", "WorkflowRun"),
+    ("FGJob", "runId", "FGWorkflowRun"),
+    ("FGIssueLink", "testId", "FGTestCase"),
+    ("_FGFailureClusterToFGTestCase", "A", "FGFailureCluster"),
+];
+
+/// Step 8 never deletes or merges rows: tasks of a missing organization, and rows that would
+/// be duplicates under NULLS NOT DISTINCT, make it refuse, naming them, and change nothing.
+#[tokio::test]
+async fn step_8_refuses_orphan_tasks_and_null_duplicates_naming_them() {
+    use flakeguard_db::migration::runner;
+    let db = TestDatabase::empty().await.unwrap();
+    let conn = db.connect().await.unwrap();
+    runner::up(&conn, Some(7)).await.unwrap();
+    conn.execute_unprepared(&rows_at_step(7, "x"))
+        .await
+        .unwrap();
+    let step7 = read_catalog(&conn).await;
+    let rows = every_row(&conn).await;
+    let refused = |what: &'static str| {
+        let conn = conn.clone();
+        async move {
+            let err = runner::up(&conn, None).await.unwrap_err().to_string();
+            assert_eq!(applied(&conn).await.len(), 7, "{what}: a step was recorded");
+            err
+        }
+    };
+
+    conn.execute_unprepared(
+        r#"INSERT INTO "Task" (id, title, "userId", "orgId", "updatedAt")
+           VALUES ('orphan-task', 'left behind', 'ux', 'no-such-org', now())"#,
+    )
+    .await
+    .unwrap();
+    let err = refused("orphan").await;
+    assert!(
+        err.contains("orphan-task")
+            && err.contains("no-such-org")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    conn.execute_unprepared(r#"DELETE FROM "Task" WHERE id = 'orphan-task'"#)
+        .await
+        .unwrap();
+
+    conn.execute_unprepared(
+        r#"INSERT INTO "FGTestCase" (id, "orgId", "repoId", suite, "className", name, "updatedAt")
+           VALUES ('dup-1', 'orgx', 'frx', 'unit', NULL, 'same', now()),
+                  ('dup-2', 'orgx', 'frx', 'unit', NULL, 'same', now())"#,
+    )
+    .await
+    .unwrap();
+    let err = refused("duplicates").await;
+    assert!(
+        err.contains("dup-1, dup-2") && err.contains("NULLS NOT DISTINCT"),
+        "{err}"
+    );
+    let diffs = diff(&step7, &read_catalog(&conn).await);
+    assert!(
+        diffs.is_empty(),
+        "the refused step changed the schema:\n{}",
+        report(&diffs)
+    );
+    let mut now = every_row(&conn).await;
+    now.retain(|r| !r.contains("dup-"));
+    assert_eq!(now, rows, "the refused step changed rows");
+
+    // Once the duplicate is resolved, the step applies.
+    conn.execute_unprepared(r#"DELETE FROM "FGTestCase" WHERE id = 'dup-2'"#)
+        .await
+        .unwrap();
+    runner::up(&conn, None).await.unwrap();
+    assert_eq!(applied(&conn).await, STEPS);
 }
 
 /// A step that fails part-way leaves the database as it was before that step, and the error
