@@ -190,9 +190,10 @@ pub async fn validate_against(
     report.problems.extend(drift);
 
     let tenant_tables = check_null_org_ids(db, &live, &mut report.problems).await?;
-    report
-        .checked
-        .push(("tenant tables without NULL \"orgId\"", tenant_tables));
+    report.checked.push((
+        "tenant and child tables without NULL \"orgId\"",
+        tenant_tables,
+    ));
 
     let steps = check_history(db, &mut report.problems).await?;
     report.checked.push(("migration steps recorded", steps));
@@ -301,7 +302,7 @@ fn entity_sql_type(ty: &ColumnType) -> String {
     }
 }
 
-/// Counts NULL "orgId" in every tenant table (as a role that sees past row-level security), or,
+/// Counts NULL "orgId" in every tenant and child table (as a role that sees past row-level security), or,
 /// for a role that cannot, relies on the NOT NULL constraint the schema check verified.
 async fn check_null_org_ids(
     db: &DatabaseConnection,
@@ -311,7 +312,7 @@ async fn check_null_org_ids(
     let mut checked = 0;
     for t in flakeguard_entity::TABLES
         .iter()
-        .filter(|t| t.class == TenantClass::Tenant)
+        .filter(|t| matches!(t.class, TenantClass::Tenant | TenantClass::Child { .. }))
     {
         checked += 1;
         let Some(col) = live

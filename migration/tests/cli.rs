@@ -157,7 +157,7 @@ async fn validate_counts_what_it_checked_and_names_every_problem() {
         "89 foreign keys",
         "3 enums",
         "25 tables under forced row-level security",
-        "18 tenant tables without NULL",
+        "23 tenant and child tables without NULL",
         "8 migration steps recorded",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
