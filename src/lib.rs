@@ -47,7 +47,7 @@
 //! - [`entity`]: the `flakeguard-entity` crate: one module per table, the enums, the tenant class
 //!   of every table.
 //! - [`migration`]: the `flakeguard-migration` crate: the history of the schema: six schema
-//!   steps, then row-level security.
+//!   steps, then row-level security (7) and the tenant keys (8).
 //! - [`testing`]: a throwaway PostgreSQL for tests and examples (feature `testing`).
 //! - [`design`]: the design decisions that span files (docs/DESIGN.md).
 #![deny(missing_docs)]

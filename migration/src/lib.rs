@@ -1,10 +1,10 @@
 //! The FlakeGuard schema history as SeaORM migrations.
 //!
-//! `flakeguard-migration` holds the seven steps by which the FlakeGuard PostgreSQL schema grew, in
+//! `flakeguard-migration` holds the eight steps by which the FlakeGuard PostgreSQL schema grew, in
 //! order, and the [`Migrator`] that applies them (also available as the `flakeguard-migration`
-//! binary): six schema steps, after which the tables match `docs/SCHEMA.md` item for item, followed
-//! by one that puts row-level security on them. A database created by any earlier step upgrades
-//! without losing a row.
+//! binary): six schema steps, after which the tables match `docs/SCHEMA.md` item for item, then
+//! one that puts row-level security on them, and one that adds the tenant keys of the contract's
+//! addendum. A database created by any earlier step upgrades without losing a row.
 //!
 //! 1. [`m20240824_000000_init`]: `User`, `Task`, the `"TaskStatus"` and `"Priority"` enums, and the
 //!    GitHub App tables (`Installation`, `Repository`, `CheckRun`, `WorkflowRun`, `WorkflowJob`,
@@ -25,6 +25,10 @@
 //!    each of the 25 tables that hold tenant data (every table but `User` and `IngestionJob`): a
 //!    connection sees and writes only the rows of the tenant in `app.current_tenant_id`, and
 //!    nothing while that is unset.
+//! 8. [`m20240828_000000_add_tenant_keys`]: "orgId" on the five child tables, composite tenant
+//!    foreign keys `("orgId", "<col>") REFERENCES "<Parent>" ("orgId", "id")` on every reference
+//!    between tenant data, policies without subqueries, `Task."orgId"`'s foreign key, and NULLS
+//!    NOT DISTINCT on the unique constraints over nullable columns.
 //!
 //! Every step has a `down` that undoes exactly that step. Each step runs in its own transaction on
 //! PostgreSQL. Apply them through [`runner`] (or the binary), which holds an advisory lock so that
