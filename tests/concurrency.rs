@@ -49,6 +49,14 @@ async fn isolated_under_load(ops_per_task: usize) {
         !ledger.committed.is_empty() && !ledger.absent.is_empty(),
         "seed {seed}: the mix did not exercise commits and rollbacks"
     );
+    assert!(
+        ledger.dropped_after_insert > 0,
+        "seed {seed}: no transaction was dropped after its inserts had run"
+    );
+    eprintln!(
+        "{} transactions dropped after their inserts",
+        ledger.dropped_after_insert
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,8 @@ pub struct Ledger {
     /// Isolation failures: any entry fails the run.
     pub violations: Vec<String>,
     pub ops: usize,
+    /// Transactions dropped after their inserts had run (not merely before they started).
+    pub dropped_after_insert: usize,
 }
 
 /// Creates `n` organizations, each with a repository, through their scopes.
@@ -259,19 +261,28 @@ async fn one_op(
                 .map(|_| flakeguard_db::entity::stamps::new_id())
                 .collect();
             let (o, rows) = (org.clone(), ids.clone());
+            let inserted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mark = std::sync::Arc::clone(&inserted);
             let work = scope.transaction(move |tx| {
                 Box::pin(async move {
                     for (i, id) in rows.iter().enumerate() {
                         tx.insert(case(&o, id, format!("drop{task}-{op}-{i}")))
                             .await?;
                     }
+                    mark.store(true, std::sync::atomic::Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_secs(60)).await;
                     Ok::<_, Error>(())
                 })
             });
-            let limit = Duration::from_millis(rng.u64(1..40));
+            let limit = Duration::from_millis(rng.u64(1..80));
             match tokio::time::timeout(limit, work).await {
-                Err(_) => ledger.lock().unwrap().absent.extend(ids),
+                Err(_) => {
+                    let mut l = ledger.lock().unwrap();
+                    if inserted.load(std::sync::atomic::Ordering::SeqCst) {
+                        l.dropped_after_insert += 1;
+                    }
+                    l.absent.extend(ids);
+                }
                 Ok(r) => ledger
                     .lock()
                     .unwrap()
