@@ -109,8 +109,7 @@ impl TenantScope {
             self.prepare_insert(&ctx, row)?;
         }
         let checks = self.fk_checks(&ctx, &rows, true)?;
-        let groups = encode_groups(&ctx, &rows)?;
-        drop(rows);
+        let groups = encode_groups(&ctx, rows)?;
         if !checks.is_empty() {
             // A read of the tenant: nothing to commit.
             let read = Context {
@@ -183,11 +182,12 @@ impl TenantScope {
 }
 
 /// The rows as COPY text, one group per set of columns the rows set.
-fn encode_groups<A: ActiveModelTrait>(ctx: &Context, rows: &[A]) -> Result<Vec<Group>> {
+fn encode_groups<A: ActiveModelTrait>(ctx: &Context, rows: Vec<A>) -> Result<Vec<Group>> {
     let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter().collect();
     let mut groups: BTreeMap<Vec<bool>, Group> = BTreeMap::new();
-    for row in rows {
-        let values: Vec<ActiveValue<Value>> = columns.iter().map(|c| row.get(*c)).collect();
+    for mut row in rows {
+        // Taken, not cloned: the rows are not needed once encoded.
+        let values: Vec<ActiveValue<Value>> = columns.iter().map(|c| row.take(*c)).collect();
         let shape: Vec<bool> = values.iter().map(|v| !v.is_not_set()).collect();
         let group = groups.entry(shape).or_insert_with_key(|shape| Group {
             columns: columns

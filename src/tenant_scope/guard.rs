@@ -33,9 +33,10 @@ impl TenantScope {
         A::Entity: TenantOwned,
     {
         if let Some(col) = tenant_column::<A::Entity>() {
-            match row.get(col) {
-                ActiveValue::NotSet => row.set(col, Value::from(self.org.as_str())),
-                v => self.check_names_self(ctx, col, v)?,
+            if row.is_not_set(col) {
+                row.set(col, Value::from(self.org.as_str()));
+            } else {
+                self.check_names_self(ctx, col, row.get(col))?;
             }
         }
         row.stamp_for_insert().map_err(|e| Error::InvalidInput {
@@ -125,7 +126,7 @@ impl TenantScope {
                 };
                 match v {
                     Value::String(Some(s)) => {
-                        values.insert(s.to_string());
+                        values.insert(s);
                     }
                     Value::String(None) => {}
                     other => {

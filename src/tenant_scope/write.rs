@@ -64,7 +64,7 @@ impl TenantScope {
         let mut groups: BTreeMap<Vec<bool>, Vec<A>> = BTreeMap::new();
         for row in rows {
             let shape = <A::Entity as EntityTrait>::Column::iter()
-                .map(|c| !row.get(c).is_not_set())
+                .map(|c| !row.is_not_set(c))
                 .collect();
             groups.entry(shape).or_default().push(row);
         }
@@ -105,7 +105,7 @@ impl TenantScope {
         let ctx = self.ctx_for::<A::Entity>(Operation::Update);
         for pk in <<A::Entity as EntityTrait>::PrimaryKey as Iterable>::iter() {
             let col = pk.into_column();
-            if row.get(col).is_not_set() {
+            if row.is_not_set(col) {
                 return Err(Error::InvalidInput {
                     context: ctx,
                     reason: format!(
