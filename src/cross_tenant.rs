@@ -3,7 +3,7 @@
 use futures_util::future::BoxFuture;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, ExecResult, QueryResult,
-    Statement, TransactionTrait,
+    Statement,
 };
 
 use crate::error::{Context, Operation};
@@ -79,16 +79,7 @@ impl CrossTenant {
     where
         F: for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Result<T, DbErr>>,
     {
-        let tx = self
-            .db
-            .begin()
-            .await
-            .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))?;
-        let out = f(&tx).await.map_err(|e| Error::from_db(ctx.clone(), e))?;
-        tx.commit()
-            .await
-            .map_err(|e| Error::from_db(ctx.with_operation(Operation::Commit), e))?;
-        Ok(out)
+        crate::db::in_transaction(&self.db, &ctx, f).await
     }
 
     /// The unrestricted connection: queries see every organization's rows.

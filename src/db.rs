@@ -1,10 +1,30 @@
 //! [`Db`]: the crate's handle on a connection pool, from which scopes and the global tables'
 //! handle are made.
 
-use sea_orm::DatabaseConnection;
+use futures_util::future::BoxFuture;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 
-use crate::error::Operation;
+use crate::error::{Context, Operation};
 use crate::{Error, GlobalTables, OrgId, Result, TenantScope};
+
+/// Runs `f` in a transaction of its own on `db`, with no tenant set (the global tables'
+/// handle and CrossTenant: every statement of the crate runs in a transaction, so that it works
+/// behind PgBouncer), committing on success; driver errors are mapped to `ctx`, with the
+/// failing step (begin, the statement, commit) as its operation.
+pub(crate) async fn in_transaction<T, F>(db: &DatabaseConnection, ctx: &Context, f: F) -> Result<T>
+where
+    F: for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Result<T, DbErr>>,
+{
+    let tx = db
+        .begin()
+        .await
+        .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))?;
+    let out = f(&tx).await.map_err(|e| Error::from_db(ctx.clone(), e))?;
+    tx.commit()
+        .await
+        .map_err(|e| Error::from_db(ctx.with_operation(Operation::Commit), e))?;
+    Ok(out)
+}
 
 /// A connection pool to the FlakeGuard database, as [`connect`](crate::connect) opens it.
 ///

@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
     DbErr, EntityName, EntityTrait, IntoActiveModel, PaginatorTrait, PrimaryKeyTrait, QuerySelect,
-    QueryTrait, Select, Statement, TransactionTrait,
+    QueryTrait, Select, Statement,
 };
 
 use crate::error::{Context, Operation};
@@ -64,19 +64,7 @@ impl GlobalTables {
             tenant: None,
             table: Some(E::default().table_name()),
         };
-        trace::operation(&ctx, rows, async {
-            let tx = self
-                .db
-                .begin()
-                .await
-                .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))?;
-            let out = f(&tx).await.map_err(|e| Error::from_db(ctx.clone(), e))?;
-            tx.commit()
-                .await
-                .map_err(|e| Error::from_db(ctx.with_operation(Operation::Commit), e))?;
-            Ok(out)
-        })
-        .await
+        trace::operation(&ctx, rows, crate::db::in_transaction(&self.db, &ctx, f)).await
     }
 
     /// The statement of `query`, after checking that it names no table of tenant data

@@ -87,6 +87,24 @@ fn refused<T>(what: &str, r: Result<T, Error>) -> Outcome {
     }
 }
 
+/// A scalar subquery over any organization's test case names (it carries no tenant predicate).
+fn any_case_name() -> Expr {
+    Expr::SubQuery(
+        None,
+        Box::new(
+            Query::select()
+                .expr(Expr::col((
+                    fg_test_case::Entity,
+                    fg_test_case::Column::Name,
+                )))
+                .from(fg_test_case::Entity)
+                .limit(1)
+                .to_owned()
+                .into(),
+        ),
+    )
+}
+
 /// B's test case `name`, where an oracle would look for it.
 fn b_case_exists(w: &World) -> Expr {
     Expr::exists(
@@ -271,20 +289,7 @@ async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
                 .await,
         ),
     ));
-    let order_sub = Expr::SubQuery(
-        None,
-        Box::new(
-            Query::select()
-                .expr(Expr::col((
-                    fg_test_case::Entity,
-                    fg_test_case::Column::Name,
-                )))
-                .from(fg_test_case::Entity)
-                .limit(1)
-                .to_owned()
-                .into(),
-        ),
-    );
+    let order_sub = any_case_name();
     outcomes.push((
         "ORDER BY a scalar subquery",
         refused(
@@ -327,23 +332,7 @@ async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
                 .await,
         ),
     ));
-    let projected = user::Entity::find().expr_as(
-        Expr::SubQuery(
-            None,
-            Box::new(
-                Query::select()
-                    .expr(Expr::col((
-                        fg_test_case::Entity,
-                        fg_test_case::Column::Name,
-                    )))
-                    .from(fg_test_case::Entity)
-                    .limit(1)
-                    .to_owned()
-                    .into(),
-            ),
-        ),
-        "stolen",
-    );
+    let projected = user::Entity::find().expr_as(any_case_name(), "stolen");
     outcomes.push((
         "GlobalTables projection",
         refused("global projection", global.one(projected).await),

@@ -101,14 +101,9 @@ impl TenantScope {
             return self.insert_many(rows).await;
         };
         let ctx = self.ctx_for::<A::Entity>(Operation::InsertMany);
-        let mut rows: Vec<A> = rows.into_iter().collect();
-        if rows.is_empty() {
+        let Some((rows, checks)) = self.prepare_batch(&ctx, rows)? else {
             return Ok(0);
-        }
-        for row in &mut rows {
-            self.prepare_insert(&ctx, row)?;
-        }
-        let checks = self.fk_checks(&ctx, &rows, true)?;
+        };
         let groups = encode_groups(&ctx, rows)?;
         if !checks.is_empty() {
             // A read of the tenant: nothing to commit.

@@ -48,6 +48,28 @@ impl TenantScope {
         })
     }
 
+    /// A batch of rows for a bulk insert, each prepared as by [`TenantScope::prepare_insert`],
+    /// with the foreign-key checks of all of them; `None` for an empty batch.
+    pub(crate) fn prepare_batch<A>(
+        &self,
+        ctx: &Context,
+        rows: impl IntoIterator<Item = A>,
+    ) -> Result<Option<(Vec<A>, Vec<FkCheck>)>>
+    where
+        A: ActiveModelTrait + Stamped,
+        A::Entity: TenantOwned,
+    {
+        let mut rows: Vec<A> = rows.into_iter().collect();
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        for row in &mut rows {
+            self.prepare_insert(ctx, row)?;
+        }
+        let checks = self.fk_checks(ctx, &rows, true)?;
+        Ok(Some((rows, checks)))
+    }
+
     /// Refuses an update that moves a row to another organization.
     pub(crate) fn check_update<A>(&self, ctx: &Context, row: &A) -> Result<()>
     where

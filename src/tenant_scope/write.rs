@@ -51,14 +51,9 @@ impl TenantScope {
         I: IntoIterator<Item = A>,
     {
         let ctx = self.ctx_for::<A::Entity>(Operation::InsertMany);
-        let mut rows: Vec<A> = rows.into_iter().collect();
-        if rows.is_empty() {
+        let Some((rows, checks)) = self.prepare_batch(&ctx, rows)? else {
             return Ok(0);
-        }
-        for row in &mut rows {
-            self.prepare_insert(&ctx, row)?;
-        }
-        let checks = self.fk_checks(&ctx, &rows, true)?;
+        };
         // Group rows by the set of columns they carry: InsertMany sends NULL, not DEFAULT, for a
         // column one row leaves unset while another sets it.
         let mut groups: BTreeMap<Vec<bool>, Vec<A>> = BTreeMap::new();
