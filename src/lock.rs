@@ -81,7 +81,10 @@ pub const FUNCTIONS: &[&str] = &[
 pub(crate) fn raw_text(e: &sea_orm::sea_query::Expr) -> Option<String> {
     use sea_orm::sea_query::{BinOper, Expr as E, Func, Keyword};
     match e {
-        E::Custom(text) => Some(format!("raw SQL text (Expr::cust) {:?}", cut(text))),
+        E::Custom(text) => Some(match text.strip_prefix(REFUSED) {
+            Some(reason) => reason.to_owned(),
+            None => format!("raw SQL text (Expr::cust) {:?}", cut(text)),
+        }),
         E::CustomWithExpr(text, _) => Some(format!(
             "raw SQL text (Expr::cust_with_values or cust_with_expr) {:?}",
             cut(text)
@@ -107,6 +110,16 @@ pub(crate) fn raw_text(e: &sea_orm::sea_query::Expr) -> Option<String> {
         },
         _ => None,
     }
+}
+
+/// Marks a refusal found where the walk cannot reach later (inside a scope-built subquery):
+/// [`refused_condition`] puts it at the top of the caller's condition, where the walk finds it.
+const REFUSED: &str = "/* flakeguard: refused */ ";
+
+/// A condition that stands for `reason`: the walk of the expression it is put into refuses it
+/// with that reason, before anything is sent.
+pub(crate) fn refused_condition(reason: String) -> sea_orm::Condition {
+    sea_orm::Condition::all().add(sea_orm::sea_query::Expr::cust(format!("{REFUSED}{reason}")))
 }
 
 /// A type name as a cast may use it: letters, digits, `_`, spaces, `[]`.

@@ -119,13 +119,11 @@ fn b_case_exists(w: &World) -> Expr {
     )
 }
 
-#[tokio::test]
-async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
-    let w = world().await;
-    let a = TenantScope::new(w.admin.clone(), w.a.org.clone());
-    let global = GlobalTables::new(w.admin.clone());
-    let before = fingerprint(&w.admin, &w.b).await;
-    let mut outcomes: Vec<(&str, Outcome)> = Vec::new();
+/// Every attempt, through a scope and the global tables' handle on `db`.
+async fn attempts(w: &World, db: &DatabaseConnection) -> Vec<(&'static str, Outcome)> {
+    let a = TenantScope::new(db.clone(), w.a.org.clone());
+    let global = GlobalTables::new(db.clone());
+    let mut outcomes: Vec<(&'static str, Outcome)> = Vec::new();
     let close = || Expr::cust("true) OR (true");
     let b_repo = w.b.key("FGRepository").to_owned();
 
@@ -134,7 +132,7 @@ async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
         "count with EXISTS over FGTestCase",
         refused(
             "exists",
-            a.count::<fg_repository::Entity>(b_case_exists(&w)).await,
+            a.count::<fg_repository::Entity>(b_case_exists(w)).await,
         ),
     ));
     // Raw text that closes the scope's parentheses.
@@ -143,7 +141,7 @@ async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
         .filter(close())
         .all()
         .await;
-    outcomes.push(("filter Expr::cust", rows_of_a(&w, found, |r| &r.org_id)));
+    outcomes.push(("filter Expr::cust", rows_of_a(w, found, |r| &r.org_id)));
     outcomes.push((
         "update_many Expr::cust",
         refused(
@@ -204,12 +202,12 @@ async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
             .add(Condition::all().add(close())),
     );
     let found = a.find::<fg_repository::Entity>().filter(nested).all().await;
-    outcomes.push(("nested Expr::cust", rows_of_a(&w, found, |r| &r.org_id)));
+    outcomes.push(("nested Expr::cust", rows_of_a(w, found, |r| &r.org_id)));
     outcomes.push((
         "NOT EXISTS",
         refused(
             "not exists",
-            a.count::<fg_repository::Entity>(Condition::all().add(b_case_exists(&w)).not())
+            a.count::<fg_repository::Entity>(Condition::all().add(b_case_exists(w)).not())
                 .await,
         ),
     ));
@@ -221,7 +219,7 @@ async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
                 Condition::any()
                     .add(fg_repository::Column::Name.eq("nope"))
                     .add(fg_repository::Column::Owner.eq("nope"))
-                    .add(b_case_exists(&w)),
+                    .add(b_case_exists(w)),
             )
             .await,
         ),
@@ -258,7 +256,7 @@ async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
         ),
     ));
     // CASE and casts.
-    let case = Expr::case(b_case_exists(&w), true).finally(false);
+    let case = Expr::case(b_case_exists(w), true).finally(false);
     outcomes.push((
         "CASE over a subquery",
         refused(
@@ -275,10 +273,10 @@ async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
     let found = a.find::<fg_repository::Entity>().filter(cast).all().await;
     outcomes.push((
         "cast to a crafted type name",
-        rows_of_a(&w, found, |r| &r.org_id),
+        rows_of_a(w, found, |r| &r.org_id),
     ));
     // Orderings that contain subqueries: an oracle through the order of A's own rows.
-    let order = Expr::case(b_case_exists(&w), 0).finally(1);
+    let order = Expr::case(b_case_exists(w), 0).finally(1);
     outcomes.push((
         "ORDER BY with a subquery",
         refused(
@@ -301,7 +299,7 @@ async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
         ),
     ));
     // A scope-built subquery of another tenant's scope.
-    let b_scope = TenantScope::new(w.admin.clone(), w.b.org.clone());
+    let b_scope = TenantScope::new(db.clone(), w.b.org.clone());
     outcomes.push((
         "B's scope-built EXISTS in A's query",
         refused(
@@ -328,7 +326,7 @@ async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
         refused(
             "global exists",
             global
-                .count(user::Entity::find().filter(b_case_exists(&w)))
+                .count(user::Entity::find().filter(b_case_exists(w)))
                 .await,
         ),
     ));
@@ -338,6 +336,70 @@ async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
         refused("global projection", global.one(projected).await),
     ));
 
+    // Raw text inside a scope-built subquery's filter.
+    outcomes.push((
+        "raw text inside a scope-built EXISTS",
+        refused(
+            "exists raw",
+            a.count::<fg_repository::Entity>(a.exists::<fg_test_case::Entity>(Expr::cust("1 = 1")))
+                .await,
+        ),
+    ));
+    // A UNION whose second branch reads B's rows, and a subquery with a second, unbound table.
+    let union = Query::select()
+        .expr(Expr::val(1))
+        .from(fg_test_case::Entity)
+        .and_where(
+            Expr::col((fg_test_case::Entity, fg_test_case::Column::OrgId)).eq(w.a.org.as_str()),
+        )
+        .union(
+            flakeguard_db::sea_orm::sea_query::UnionType::All,
+            Query::select()
+                .expr(Expr::val(1))
+                .from(fg_test_case::Entity)
+                .and_where(
+                    Expr::col((fg_test_case::Entity, fg_test_case::Column::Id))
+                        .eq(w.b.key("FGTestCase")),
+                )
+                .to_owned(),
+        )
+        .to_owned();
+    outcomes.push((
+        "EXISTS over a UNION",
+        refused(
+            "union",
+            a.count::<fg_repository::Entity>(Expr::exists(union)).await,
+        ),
+    ));
+    let two_tables = Query::select()
+        .expr(Expr::val(1))
+        .from(fg_test_case::Entity)
+        .from_as(fg_occurrence::Entity, Alias::new("o"))
+        .and_where(
+            Expr::col((fg_test_case::Entity, fg_test_case::Column::OrgId)).eq(w.a.org.as_str()),
+        )
+        .and_where(
+            Expr::col((Alias::new("o"), fg_occurrence::Column::TestId)).eq(w.b.key("FGTestCase")),
+        )
+        .to_owned();
+    outcomes.push((
+        "subquery with a second, unbound table",
+        refused(
+            "two tables",
+            a.count::<fg_repository::Entity>(Expr::exists(two_tables))
+                .await,
+        ),
+    ));
+    outcomes
+}
+
+#[tokio::test]
+async fn no_expression_subquery_or_handle_reaches_another_tenants_rows() {
+    let w = world().await;
+    let before = fingerprint(&w.admin, &w.b).await;
+    // On the superuser (the Rust lock alone), then on the application role (both locks).
+    let mut outcomes = attempts(&w, &w.admin).await;
+    outcomes.extend(attempts(&w, &w.app).await);
     for (what, outcome) in &outcomes {
         match outcome {
             Outcome::Refused => {}

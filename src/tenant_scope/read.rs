@@ -77,8 +77,9 @@ impl TenantScope {
     /// `EXISTS (SELECT 1 FROM "R" WHERE <R's tenant predicate> AND filter)`: a subquery over
     /// another table of this tenant, for [`ScopedSelect::filter`],
     /// [`TenantScope::update_many`] and [`TenantScope::delete_many`]. `filter` may name the
-    /// outer table's columns (a correlated subquery). A subquery the caller builds itself over
-    /// tenant data is refused, since it carries no tenant predicate.
+    /// outer table's columns (a correlated subquery). Raw SQL text in `filter` is refused as it
+    /// is anywhere else. A subquery the caller builds itself over tenant data is refused, since
+    /// it carries no tenant predicate.
     ///
     /// ```no_run
     /// # use flakeguard_db::{TenantScope, Result};
@@ -100,11 +101,15 @@ impl TenantScope {
     /// # Ok(()) }
     /// ```
     pub fn exists<R: TenantOwned>(&self, filter: impl Into<Condition>) -> Condition {
+        let filter = filter.into();
+        if let Some(reason) = crate::lock::raw_text(&Expr::from(filter.clone())) {
+            return crate::lock::refused_condition(format!("{reason}, in TenantScope::exists"));
+        }
         let sub = Query::select()
             .expr(Expr::val(1))
             .from(R::default())
             .cond_where(R::tenant_condition(self.org.as_str()))
-            .cond_where(filter.into())
+            .cond_where(filter)
             .to_owned();
         Condition::all().add(Expr::exists(sub))
     }
@@ -117,11 +122,17 @@ impl TenantScope {
         column: R::Column,
         filter: impl Into<Condition>,
     ) -> Condition {
+        let filter = filter.into();
+        if let Some(reason) = crate::lock::raw_text(&Expr::from(filter.clone())) {
+            return crate::lock::refused_condition(format!(
+                "{reason}, in TenantScope::in_subquery"
+            ));
+        }
         let sub = Query::select()
             .column((R::default(), column))
             .from(R::default())
             .cond_where(R::tenant_condition(self.org.as_str()))
-            .cond_where(filter.into())
+            .cond_where(filter)
             .to_owned();
         Condition::all().add(expr.into_simple_expr().in_subquery(sub))
     }
