@@ -336,6 +336,38 @@ async fn attempts(w: &World, db: &DatabaseConnection) -> Vec<(&'static str, Outc
         refused("global projection", global.one(projected).await),
     ));
 
+    // GlobalTables given raw text that names tenant data, or a function that runs SQL text.
+    outcomes.push((
+        "GlobalTables raw text naming tenant data",
+        refused(
+            "global raw",
+            global
+                .all(user::Entity::find().filter(Expr::cust(
+                    r#""User"."id" IN (SELECT "userId" FROM "OrganizationUser")"#,
+                )))
+                .await,
+        ),
+    ));
+    outcomes.push((
+        "GlobalTables query_to_xml",
+        refused(
+            "global func",
+            global
+                .count(
+                    user::Entity::find().filter(
+                        Expr::from(
+                            Func::cust(Alias::new("query_to_xml"))
+                                .arg("SELECT 1")
+                                .arg(true)
+                                .arg(true)
+                                .arg(""),
+                        )
+                        .is_not_null(),
+                    ),
+                )
+                .await,
+        ),
+    ));
     // Raw text inside a scope-built subquery's filter.
     outcomes.push((
         "raw text inside a scope-built EXISTS",
