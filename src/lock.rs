@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, RwLock};
 
 use flakeguard_entity::TableInfo;
 use flakeguard_entity::tenancy::TenantClass;
@@ -161,8 +161,9 @@ type Verdict = Result<Vec<Vec<usize>>, String>;
 /// Verdicts by SQL text, for scopes and for the global tables' handle. Bounded: cleared when it
 /// grows past [`CACHE_LIMIT`] texts (texts vary with the length of `IN` lists, so their number
 /// is not fixed).
-static VERDICTS: LazyLock<[Mutex<HashMap<String, Verdict>>; 2]> =
-    LazyLock::new(|| [Mutex::new(HashMap::new()), Mutex::new(HashMap::new())]);
+/// Read-mostly: every call reads, only a text seen for the first time writes.
+static VERDICTS: LazyLock<[RwLock<HashMap<String, Verdict>>; 2]> =
+    LazyLock::new(|| [RwLock::new(HashMap::new()), RwLock::new(HashMap::new())]);
 const CACHE_LIMIT: usize = 10_000;
 
 /// Verifies `stmt` for `mode` (see the module's design notes); the reason when it is refused.
@@ -173,7 +174,7 @@ pub(crate) fn verify(stmt: &sea_orm::Statement, mode: Mode<'_>) -> Result<(), St
     };
     let bound = |groups: &[Vec<usize>]| check_bound(stmt, org, groups);
     {
-        let verdicts = cache.lock().unwrap_or_else(|p| p.into_inner());
+        let verdicts = cache.read().unwrap_or_else(|p| p.into_inner());
         if let Some(verdict) = verdicts.get(stmt.sql.as_str()) {
             return match verdict {
                 Ok(params) => bound(params),
@@ -186,7 +187,7 @@ pub(crate) fn verify(stmt: &sea_orm::Statement, mode: Mode<'_>) -> Result<(), St
         Ok(params) => bound(params),
         Err(reason) => Err(reason.clone()),
     };
-    let mut verdicts = cache.lock().unwrap_or_else(|p| p.into_inner());
+    let mut verdicts = cache.write().unwrap_or_else(|p| p.into_inner());
     if verdicts.len() >= CACHE_LIMIT {
         verdicts.clear();
     }

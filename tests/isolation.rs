@@ -20,14 +20,10 @@ use flakeguard_db::sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, DatabaseConnection, IdenStatic,
     IntoActiveModel, Iterable, PrimaryKeyToColumn, Statement, TransactionTrait, Value,
 };
-use support::tenants::{SCOPED_TABLES, Tenant, world};
+use support::tenants::{SCOPED_TABLES, Tenant, key_sql, world};
 
 fn stmt(sql: impl Into<String>, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(flakeguard_db::sea_orm::DbBackend::Postgres, sql, values)
-}
-
-fn key_sql(table: &str) -> &'static str {
-    &SCOPED_TABLES.iter().find(|(t, _)| *t == table).unwrap().1
 }
 
 /// The typed checks of one table: `own` sees exactly its rows, and finds, updates and deletes

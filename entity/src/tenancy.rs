@@ -144,25 +144,23 @@ macro_rules! tenancy {
             }
         }
     };
-    (tenant, org_id = $col:expr) => {
-        $crate::tenancy!(@base $crate::tenancy::TenantClass::Tenant);
+    // A table with its own "orgId": filtered on it, and `HasOrgId`.
+    (@org_column $col:expr, nullable = $nullable:literal) => {
         $crate::tenancy!(@org_column $col);
         impl $crate::tenancy::HasOrgId for Entity {
-            const NULLABLE: bool = false;
+            const NULLABLE: bool = $nullable;
             fn org_id_column() -> Column {
                 $col
             }
         }
     };
+    (tenant, org_id = $col:expr) => {
+        $crate::tenancy!(@base $crate::tenancy::TenantClass::Tenant);
+        $crate::tenancy!(@org_column $col, nullable = false);
+    };
     (tenant_optional, org_id = $col:expr) => {
         $crate::tenancy!(@base $crate::tenancy::TenantClass::TenantOptional);
-        $crate::tenancy!(@org_column $col);
-        impl $crate::tenancy::HasOrgId for Entity {
-            const NULLABLE: bool = true;
-            fn org_id_column() -> Column {
-                $col
-            }
-        }
+        $crate::tenancy!(@org_column $col, nullable = true);
     };
     (child, org_id = $org:expr, parents = [$(($parent:ident, $parent_table:literal, $col:expr, $col_name:literal)),+ $(,)?]) => {
         $crate::tenancy!(@base $crate::tenancy::TenantClass::Child {
@@ -171,13 +169,7 @@ macro_rules! tenancy {
                 column: $col_name,
             }),+],
         });
-        $crate::tenancy!(@org_column $org);
-        impl $crate::tenancy::HasOrgId for Entity {
-            const NULLABLE: bool = false;
-            fn org_id_column() -> Column {
-                $org
-            }
-        }
+        $crate::tenancy!(@org_column $org, nullable = false);
         $(
             impl $crate::tenancy::ChildOf<super::$parent::Entity> for Entity {
                 fn parent_column() -> Column {

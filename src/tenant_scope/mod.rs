@@ -51,7 +51,7 @@ use flakeguard_entity::tenancy::TenantOwned;
 use futures_util::future::BoxFuture;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, DatabaseTransaction, EntityName,
-    IntoActiveModel, TransactionTrait,
+    IntoActiveModel,
 };
 use tracing::Instrument;
 
@@ -241,14 +241,8 @@ impl TenantScope {
         );
         let work = async {
             let tx = match &self.conn {
-                Conn::Tx(parent) => {
-                    let guard = unit::lock(parent, &ctx).await?;
-                    guard.begin().await.map_err(|e| {
-                        let begin = ctx.with_operation(Operation::Begin);
-                        parent.note_failure(&begin);
-                        Error::from_db(begin, e)
-                    })?
-                }
+                // The parent stays unlocked while `f` runs: `f` may use it too.
+                Conn::Tx(parent) => unit::savepoint(parent, &ctx).await?.1,
                 Conn::Pool(db) => self.begin(db, &ctx).await?,
             };
             let shared = Arc::new(TxShared::new(tx));

@@ -57,6 +57,24 @@ pub(crate) async fn lock<'a>(
     })
 }
 
+/// A savepoint in the open transaction of `shared`, with that transaction locked; a failure to
+/// take it aborts the transaction and is recorded as such.
+pub(crate) async fn savepoint<'a>(
+    shared: &'a TxShared,
+    ctx: &Context,
+) -> Result<(
+    MappedMutexGuard<'a, DatabaseTransaction>,
+    DatabaseTransaction,
+)> {
+    let parent = lock(shared, ctx).await?;
+    let tx = parent.begin().await.map_err(|e| {
+        let begin = ctx.with_operation(Operation::Begin);
+        shared.note_failure(&begin);
+        Error::from_db(begin, e)
+    })?;
+    Ok((parent, tx))
+}
+
 impl Unit<'_> {
     pub(crate) fn conn(&self) -> &DatabaseTransaction {
         match self {
@@ -122,12 +140,7 @@ impl TenantScope {
     pub(crate) async fn atomic_unit(&self, ctx: &Context) -> Result<Unit<'_>> {
         Ok(match &self.conn {
             Conn::Tx(shared) => {
-                let parent = lock(shared, ctx).await?;
-                let tx = parent.begin().await.map_err(|e| {
-                    let begin = ctx.with_operation(Operation::Begin);
-                    shared.note_failure(&begin);
-                    Error::from_db(begin, e)
-                })?;
+                let (parent, tx) = savepoint(shared, ctx).await?;
                 Unit::Savepoint {
                     _parent: parent,
                     tx,

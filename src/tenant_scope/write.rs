@@ -151,12 +151,7 @@ impl TenantScope {
                 self.org.as_str(),
             ))
             .filter(filter.clone());
-        let raw = crate::lock::raw_text(&sea_orm::sea_query::Expr::from(filter));
-        let stmt = self.verified(&ctx, &update, raw.as_deref())?;
-        self.statement(&ctx, &checks, trace::count, |tx| {
-            Box::pin(async move { Ok(tx.execute_raw(stmt).await?.rows_affected()) })
-        })
-        .await
+        self.execute_checked(&ctx, &checks, &update, filter).await
     }
 
     /// Deletes this tenant's row of `E` with primary key `id`; [`Error::NotFound`] when there is
@@ -193,9 +188,21 @@ impl TenantScope {
         let delete = E::delete_many()
             .filter(E::tenant_condition(self.org.as_str()))
             .filter(filter.clone());
+        self.execute_checked(&ctx, &[], &delete, filter).await
+    }
+
+    /// Runs `query`, an UPDATE or DELETE carrying the caller's `filter`, after the Rust lock's
+    /// checks of both; the rows it changed.
+    async fn execute_checked(
+        &self,
+        ctx: &crate::error::Context,
+        checks: &[super::guard::FkCheck],
+        query: &impl sea_orm::QueryTrait,
+        filter: Condition,
+    ) -> Result<u64> {
         let raw = crate::lock::raw_text(&sea_orm::sea_query::Expr::from(filter));
-        let stmt = self.verified(&ctx, &delete, raw.as_deref())?;
-        self.statement(&ctx, &[], trace::count, |tx| {
+        let stmt = self.verified(ctx, query, raw.as_deref())?;
+        self.statement(ctx, checks, trace::count, |tx| {
             Box::pin(async move { Ok(tx.execute_raw(stmt).await?.rows_affected()) })
         })
         .await

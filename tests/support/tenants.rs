@@ -27,6 +27,15 @@ pub static SCOPED_TABLES: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(
         .collect()
 });
 
+/// The SQL that gives the key of a row of `table` as text (see [`SCOPED_TABLES`]).
+pub fn key_sql(table: &str) -> &'static str {
+    &SCOPED_TABLES
+        .iter()
+        .find(|(t, _)| *t == table)
+        .unwrap_or_else(|| panic!("{table} is not a scoped table"))
+        .1
+}
+
 /// One organization's rows: table -> keys (see [`SCOPED_TABLES`]).
 #[derive(Debug, Clone)]
 pub struct Tenant {
