@@ -645,7 +645,7 @@ fn read_workloads(
                     async move {
                         let id = test_id(ORG, pick(call, 1, TESTS));
                         let mut tx = p.begin().await?;
-                        sqlx::query(flakeguard_db::SET_TENANT_SQL)
+                        sqlx::query("SELECT set_config('app.current_tenant_id', $1, true)")
                             .bind(ORG)
                             .execute(&mut *tx)
                             .await?;
@@ -996,10 +996,10 @@ fn write_workloads(
             let p = ap.clone();
             async move {
                 let text = bulk_copy_text(call.client);
-                let mut tx = p.begin().await?;
-                sqlx::query(flakeguard_db::SET_TENANT_SQL)
-                    .bind(ORG)
-                    .execute(&mut *tx)
+                let mut tx = p
+                    .begin_with(sqlx::AssertSqlSafe(flakeguard_db::tenant_begin_sql(
+                        &OrgId::new(ORG)?,
+                    )))
                     .await?;
                 sqlx::raw_sql(
                     r#"CREATE TEMP TABLE _stage (LIKE "FGOccurrence" INCLUDING DEFAULTS) ON COMMIT DROP"#,
@@ -1375,8 +1375,7 @@ async fn explain_bulk(
             exec(admin, r#"TRUNCATE "FGOccurrence""#).await?;
             let mut tx = db.get_postgres_connection_pool().begin().await?;
             if tenant {
-                sqlx::query(flakeguard_db::SET_TENANT_SQL)
-                    .bind(ORG)
+                sqlx::query("SET LOCAL app.current_tenant_id = 'acme'")
                     .execute(&mut *tx)
                     .await?;
             }
@@ -1458,11 +1457,10 @@ async fn server_times(
                 4 => platform.query_all_raw(stmt).await?,
                 1 => {
                     let tx = raw.begin().await?;
-                    tx.execute_raw(Statement::from_sql_and_values(
-                        DbBackend::Postgres,
-                        flakeguard_db::SET_TENANT_SQL,
-                        [Value::from(org.as_str())],
-                    ))
+                    tx.execute_unprepared(
+                        &flakeguard_db::tenant_begin_sql(&OrgId::new(&org)?)
+                            .replacen("BEGIN; ", "", 1),
+                    )
                     .await?;
                     let rows = tx.query_all_raw(stmt).await?;
                     tx.commit().await?;

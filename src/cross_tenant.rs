@@ -1,12 +1,10 @@
 //! [`CrossTenant`]: explicit access across organizations, for maintenance and platform reports.
 
 use futures_util::future::BoxFuture;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, ExecResult, QueryResult,
-    Statement,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, ExecResult, QueryResult, Statement};
 
 use crate::error::{Context, Operation};
+use crate::tx::{Pool, Tx};
 use crate::{Error, OrgId, Result, TenantScope};
 
 /// Access to every organization's rows at once, for maintenance and platform reports.
@@ -33,7 +31,7 @@ use crate::{Error, OrgId, Result, TenantScope};
 /// ```
 #[derive(Debug, Clone)]
 pub struct CrossTenant {
-    db: DatabaseConnection,
+    db: Pool,
 }
 
 impl CrossTenant {
@@ -45,7 +43,7 @@ impl CrossTenant {
 
     /// Wraps an existing pool, after checking that its role bypasses row-level security.
     pub async fn new(db: DatabaseConnection) -> Result<Self> {
-        let handle = CrossTenant { db };
+        let handle = CrossTenant { db: Pool::new(db) };
         let ctx = Context::new(Operation::Connect);
         let row = handle
             .run(ctx.clone(), |tx| {
@@ -77,20 +75,20 @@ impl CrossTenant {
     /// behind PgBouncer), with driver errors mapped to `ctx`.
     async fn run<T, F>(&self, ctx: Context, f: F) -> Result<T>
     where
-        F: for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Result<T, DbErr>>,
+        F: for<'c> FnOnce(&'c Tx) -> BoxFuture<'c, Result<T, DbErr>>,
     {
         crate::db::in_transaction(&self.db, &ctx, f).await
     }
 
     /// The unrestricted connection: queries see every organization's rows.
     pub fn connection(&self) -> &DatabaseConnection {
-        &self.db
+        self.db.orm()
     }
 
     /// A scope for one organization on this connection: the crate's tenant predicate still
     /// applies, row-level security does not.
     pub fn scope(&self, org: OrgId) -> TenantScope {
-        TenantScope::new(self.db.clone(), org)
+        TenantScope::on(self.db.clone(), org)
     }
 
     /// Runs a raw query across every organization's rows, in a transaction of its own.

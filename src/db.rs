@@ -2,21 +2,22 @@
 //! handle are made.
 
 use futures_util::future::BoxFuture;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::error::{Context, Operation};
+use crate::tx::{Pool, Tx};
 use crate::{Error, GlobalTables, OrgId, Result, TenantScope};
 
 /// Runs `f` in a transaction of its own on `db`, with no tenant set (the global tables'
 /// handle and CrossTenant: every statement of the crate runs in a transaction, so that it works
 /// behind PgBouncer), committing on success; driver errors are mapped to `ctx`, with the
 /// failing step (begin, the statement, commit) as its operation.
-pub(crate) async fn in_transaction<T, F>(db: &DatabaseConnection, ctx: &Context, f: F) -> Result<T>
+pub(crate) async fn in_transaction<T, F>(db: &Pool, ctx: &Context, f: F) -> Result<T>
 where
-    F: for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Result<T, DbErr>>,
+    F: for<'c> FnOnce(&'c Tx) -> BoxFuture<'c, Result<T, DbErr>>,
 {
     let tx = db
-        .begin()
+        .begin(None)
         .await
         .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))?;
     let out = f(&tx).await.map_err(|e| Error::from_db(ctx.clone(), e))?;
@@ -45,24 +46,26 @@ where
 /// ```
 #[derive(Debug, Clone)]
 pub struct Db {
-    conn: DatabaseConnection,
+    pool: Pool,
 }
 
 impl Db {
     /// Wraps a pool you opened yourself (with SeaORM's `ConnectOptions`, for example the
     /// statement-cache setting PgBouncer needs).
     pub fn new(conn: DatabaseConnection) -> Self {
-        Db { conn }
+        Db {
+            pool: Pool::new(conn),
+        }
     }
 
     /// Access to `org`'s data: every query carries its tenant predicate.
     pub fn scope(&self, org: OrgId) -> TenantScope {
-        TenantScope::new(self.conn.clone(), org)
+        TenantScope::on(self.pool.clone(), org)
     }
 
     /// Access to the global tables, `User` and `IngestionJob`.
     pub fn global(&self) -> GlobalTables {
-        GlobalTables::new(self.conn.clone())
+        GlobalTables::on(self.pool.clone())
     }
 
     /// The raw SeaORM connection. **It bypasses the Rust lock**: entities queried on it carry no
@@ -71,12 +74,14 @@ impl Db {
     /// bypasses it). For migrations and administration; application code uses
     /// [`Db::scope`].
     pub fn unscoped_connection(&self) -> &DatabaseConnection {
-        &self.conn
+        self.pool.orm()
     }
 
     /// Closes the pool, waiting for its connections to close.
     pub async fn close(self) -> Result<()> {
-        self.conn
+        self.pool
+            .orm()
+            .clone()
             .close()
             .await
             .map_err(|e| Error::database(Operation::Connect, e))

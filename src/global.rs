@@ -4,13 +4,14 @@ use flakeguard_entity::stamps::Stamped;
 use flakeguard_entity::tenancy::Global;
 use futures_util::future::BoxFuture;
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, EntityName, EntityTrait, IntoActiveModel, PaginatorTrait, PrimaryKeyTrait, QuerySelect,
-    QueryTrait, Select, Statement,
+    ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, DbBackend, DbErr, EntityName,
+    EntityTrait, IntoActiveModel, PaginatorTrait, PrimaryKeyTrait, QuerySelect, QueryTrait, Select,
+    Statement,
 };
 
 use crate::error::{Context, Operation};
 use crate::trace;
+use crate::tx::{Pool, Tx};
 use crate::{Error, Result};
 
 /// Access to the global tables, `User` and `IngestionJob`, which belong to no organization.
@@ -43,12 +44,16 @@ use crate::{Error, Result};
 /// the handle works behind PgBouncer in transaction mode too.
 #[derive(Debug, Clone)]
 pub struct GlobalTables {
-    db: DatabaseConnection,
+    db: Pool,
 }
 
 impl GlobalTables {
     /// The global tables on the pool `db`.
     pub fn new(db: DatabaseConnection) -> Self {
+        Self::on(Pool::new(db))
+    }
+
+    pub(crate) fn on(db: Pool) -> Self {
         GlobalTables { db }
     }
 
@@ -57,7 +62,7 @@ impl GlobalTables {
     async fn run<E, T, F>(&self, operation: Operation, rows: fn(&T) -> u64, f: F) -> Result<T>
     where
         E: EntityName + Default,
-        F: for<'c> FnOnce(&'c DatabaseTransaction) -> BoxFuture<'c, Result<T, DbErr>>,
+        F: for<'c> FnOnce(&'c Tx) -> BoxFuture<'c, Result<T, DbErr>>,
     {
         let ctx = Context {
             operation,

@@ -66,6 +66,7 @@ mod tenant_scope;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod trace;
+mod tx;
 
 pub use cross_tenant::CrossTenant;
 pub use db::Db;
@@ -76,12 +77,14 @@ pub use global::GlobalTables;
 pub use lock::FUNCTIONS as ALLOWED_FUNCTIONS;
 pub use org_id::{MAX_ORG_ID_LEN, OrgId};
 pub use sea_orm;
-pub use tenant_scope::{Page, SET_TENANT_SQL, ScopedSelect, TenantRow, TenantScope};
+pub use tenant_scope::{COPY_CHUNK_ROWS, Page, ScopedSelect, TenantRow, TenantScope};
+pub use tx::tenant_begin_sql;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sea_orm::sqlx::{self, Connection as _};
-use sea_orm::{Database, DbErr, RuntimeErr};
+use sea_orm::{ConnectOptions, Database, DbErr, RuntimeErr};
 
 /// Opens a connection pool to `url` (`postgres://user:password@host:port/database`), as the
 /// crate's [`Db`] handle: make scopes and the global tables' handle from it.
@@ -103,10 +106,28 @@ pub async fn connect(url: &str) -> Result<Db> {
         .map_err(conn_err)?;
     // The probe has done its work; a failure to close it politely changes nothing.
     let _ = probe.close().await;
-    Database::connect(url)
+    Database::connect(connect_options(url))
         .await
         .map(Db::new)
         .map_err(|e| Error::database(Operation::Connect, e))
+}
+
+/// How long a pooled connection may sit idle before [`connect`] pings it on its way out of the
+/// pool.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+
+/// The pool options [`connect`] uses, for callers that open the pool themselves
+/// ([`Db::new`]) and want the same behaviour, or to change one of them.
+///
+/// They are SeaORM's defaults but one: a connection is pinged before use only when it has been
+/// idle for [`PING_AFTER_IDLE`], not on every acquire (sqlx's default), which would cost every
+/// operation one more round trip. A connection that broke without being idle that long (a
+/// server restart) is found by the BEGIN of the next transaction on it; nothing has happened
+/// on it yet, so the crate discards it and begins again once on another connection.
+pub fn connect_options(url: &str) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url);
+    options.test_before_acquire_if_idle_for(PING_AFTER_IDLE);
+    options
 }
 
 /// Applies every pending migration, holding the migration lock so that concurrent migrators

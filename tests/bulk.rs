@@ -9,8 +9,7 @@ use flakeguard_db::entity::{
     organization,
 };
 use flakeguard_db::sea_orm::{
-    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, NotSet,
-    Set, Statement,
+    ColumnTrait, ConnectionTrait, Database, DatabaseConnection, DbBackend, NotSet, Set, Statement,
 };
 use flakeguard_db::testing::TestDatabase;
 use flakeguard_db::{Error, OrgId, TenantScope};
@@ -201,7 +200,7 @@ async fn a_row_naming_another_organization_is_refused() {
 async fn a_failing_batch_writes_nothing_and_leaves_the_connection_clean() {
     let w = world().await;
     // One connection, so that every check sees the connection the copy used.
-    let mut opts = ConnectOptions::new(w.db.app_url().await.unwrap());
+    let mut opts = flakeguard_db::connect_options(&w.db.app_url().await.unwrap());
     opts.max_connections(1).min_connections(1);
     let pool = Database::connect(opts).await.unwrap();
     let s = TenantScope::new(pool.clone(), OrgId::new("acme").unwrap());

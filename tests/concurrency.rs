@@ -9,7 +9,7 @@
 
 mod support;
 
-use flakeguard_db::sea_orm::{ConnectOptions, Database};
+use flakeguard_db::sea_orm::Database;
 use flakeguard_db::testing::TestDatabase;
 use support::workload::{self, Config};
 
@@ -25,7 +25,7 @@ async fn isolated_under_load(ops_per_task: usize) {
     eprintln!("workload seed {seed} (replay with FLAKEGUARD_SEED={seed})");
     let db = TestDatabase::new().await.unwrap();
     let admin = db.connect().await.unwrap();
-    let mut opts = ConnectOptions::new(db.app_url().await.unwrap());
+    let mut opts = flakeguard_db::connect_options(&db.app_url().await.unwrap());
     opts.max_connections(8).min_connections(1);
     let pool = Database::connect(opts).await.unwrap();
     let orgs = workload::orgs(&pool, 50, "load").await;

@@ -21,7 +21,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flakeguard_db::sea_orm::sqlx::postgres::PgConnectOptions;
-use flakeguard_db::sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use flakeguard_db::sea_orm::{Database, DatabaseConnection};
 use flakeguard_db::testing::{APP_ROLE, TestDatabase, free_port, running_as_root};
 use support::workload::{self, Config};
 
@@ -213,7 +213,7 @@ impl Drop for PgBouncer {
 /// The application's pool through PgBouncer: 8 connections, and no statement cache (see
 /// README.md, "Behind PgBouncer").
 async fn app_pool(url: String) -> DatabaseConnection {
-    let mut opts = ConnectOptions::new(url);
+    let mut opts = flakeguard_db::connect_options(&url);
     opts.max_connections(8)
         .min_connections(1)
         .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(0));

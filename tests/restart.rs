@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use flakeguard_db::entity::fg_test_case;
 use flakeguard_db::sea_orm::{
-    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    Set, Statement,
+    ColumnTrait, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Set, Statement,
 };
 use flakeguard_db::testing::TestDatabase;
 use flakeguard_db::{Error, Operation, OrgId, TenantScope};
@@ -280,7 +279,9 @@ async fn the_pool_recovers_from_a_server_restart_and_no_committed_row_is_lost() 
         .unwrap();
     let before = postmaster_start(&admin).await;
 
-    let mut opts = ConnectOptions::new(db.app_url().await.unwrap());
+    // The crate's own pool options: connections are pinged only after sitting idle, so the
+    // restart is found by the BEGIN of the next transaction on each broken connection.
+    let mut opts = flakeguard_db::connect_options(&db.app_url().await.unwrap());
     opts.max_connections(POOL)
         .min_connections(1)
         .acquire_timeout(ACQUIRE_TIMEOUT);
@@ -299,7 +300,7 @@ async fn the_pool_recovers_from_a_server_restart_and_no_committed_row_is_lost() 
         sync, "on",
         "synchronous_commit of the application's sessions"
     );
-    let mut probe_opts = ConnectOptions::new(db.app_url().await.unwrap());
+    let mut probe_opts = flakeguard_db::connect_options(&db.app_url().await.unwrap());
     probe_opts
         .max_connections(1)
         .acquire_timeout(PROBE_ACQUIRE_TIMEOUT);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flakeguard_db::entity::{fg_repository, organization};
 use flakeguard_db::sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Set, Statement,
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, Set, Statement,
 };
 use flakeguard_db::testing::TestDatabase;
 use flakeguard_db::{Error, OrgId, TenantScope};
@@ -14,7 +14,7 @@ use flakeguard_db::{Error, OrgId, TenantScope};
 /// A pool of exactly one connection as the application role, so that every check sees the
 /// connection the scope just used.
 async fn one_connection(db: &TestDatabase) -> DatabaseConnection {
-    let mut opts = ConnectOptions::new(db.app_url().await.unwrap());
+    let mut opts = flakeguard_db::connect_options(&db.app_url().await.unwrap());
     opts.max_connections(1).min_connections(1);
     Database::connect(opts).await.unwrap()
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use flakeguard_db::entity::*;
 use flakeguard_db::sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Set, Statement,
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, Set, Statement,
 };
 use flakeguard_db::{Error, Operation, Rejection, TenantScope};
 use support::tenants::world;
@@ -156,7 +156,7 @@ async fn a_nested_transaction_that_ignored_its_error_is_rolled_back_alone() {
 async fn a_scope_clone_kept_past_its_transaction_fails_and_holds_no_connection() {
     let w = world().await;
     // One connection: a clone that kept it would starve every other operation.
-    let mut opts = ConnectOptions::new(w.db.app_url().await.unwrap());
+    let mut opts = flakeguard_db::connect_options(&w.db.app_url().await.unwrap());
     opts.max_connections(1)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(3));

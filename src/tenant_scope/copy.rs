@@ -5,51 +5,56 @@
 //! PostgreSQL refuses `COPY ... FROM` into a table with row-level security, and every table of
 //! tenant data has it, forced. So the rows take a detour that keeps both locks:
 //!
-//! 1. **In Rust, before anything is written**, every row is prepared exactly as
+//! 1. **In Rust, before a chunk is sent**, every row is prepared exactly as
 //!    [`TenantScope::insert_many`] prepares it (the same function): "orgId" filled in when unset
 //!    and otherwise required to name this tenant, an unset id made a CUID2, "updatedAt" set.
-//!    Then the foreign keys of all rows are checked against the rows this tenant sees (the same
-//!    one-query check as `insert_many`, in a read transaction of the tenant): a row pointing at
-//!    another organization's row is refused with [`Error::TenantDenied`](crate::Error) and
-//!    nothing is sent.
-//! 2. **In PostgreSQL**, one transaction of the tenant, on a connection of the scope's pool,
-//!    whose first statement is [`SET_TENANT_SQL`](crate::SET_TENANT_SQL) as in every scope
-//!    transaction: the rows are copied into a temporary staging table,
+//!    Then the foreign keys of the chunk's rows are checked against the rows this tenant sees
+//!    (the same one-query check as `insert_many`): a row pointing at another organization's row
+//!    is refused with [`Error::TenantDenied`](crate::Error).
+//! 2. **In PostgreSQL**, in the tenant's transaction (the operation's own, opened with the
+//!    tenant in one trip as every scope transaction, or a savepoint inside
+//!    [`TenantScope::transaction`]: the crate holds the connection, so `COPY` runs there too):
+//!    the rows are copied into a temporary staging table,
 //!    `CREATE TEMP TABLE ... (LIKE "Target" INCLUDING DEFAULTS) ON COMMIT DROP` (no row-level
 //!    security, no index, no foreign key), then moved with
 //!    `INSERT INTO "Target" SELECT * FROM` the staging table, as the tenant: the policy's USING
-//!    and WITH CHECK check every row, its "orgId" and its foreign keys, as for any insert. The
-//!    staging table goes with the transaction, committed or rolled back; a failure anywhere
-//!    rolls the whole batch back.
+//!    and WITH CHECK check every row, and the composite tenant keys its references, as for any
+//!    insert. The staging table is emptied after each chunk and goes with the transaction; a
+//!    failure anywhere rolls the whole batch back.
 //!
-//! Rows are grouped by the columns they set, as in `insert_many`: each group is one `COPY` with
-//! its own column list, and the staging table carries the target's defaults, so a column a row
-//! leaves unset gets its default, not NULL. Values travel in `COPY`'s text format, escaped
-//! ([`encode`]); a value of a type this module does not encode is [`Error::InvalidInput`]
-//! (before anything is sent).
+//! Rows arrive as a stream ([`TenantScope::insert_many_copy_stream`]) and go in chunks of
+//! [`COPY_CHUNK_ROWS`]: memory holds one chunk, whatever the batch. Within a chunk, rows are
+//! grouped by the columns they set, as in `insert_many`: each group is one `COPY` with its own
+//! column list, and the staging table carries the target's defaults, so a column a row leaves
+//! unset gets its default, not NULL. Values travel in `COPY`'s text format, escaped
+//! ([`encode`]); a value of a type this module does not encode is [`Error::InvalidInput`].
+//! The first chunk is prepared before anything is sent, so a batch that fits in one chunk and
+//! is refused in Rust never opens a transaction.
 //!
 //! Why not always: for 10,000 `FGOccurrence` rows this path was measurably faster than
 //! `insert_many` (see BENCHMARKS.md), but it creates and drops a temporary table per call,
-//! which costs a few catalog writes and is not worth it for a handful of rows. And inside
-//! [`TenantScope::transaction`] the transaction belongs to SeaORM, which gives no access to its
-//! connection for `COPY`: there this method does what `insert_many` does, with the same result.
+//! which costs a few catalog writes and is not worth it for a handful of rows.
 //!
 //! Value encoding ([`encode`]) is written here because no crate turns SeaORM's `Value` into
 //! `COPY` text; sqlx's own `COPY` support takes raw bytes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
+use futures_util::{Stream, StreamExt as _};
 use sea_orm::sqlx::{self, AssertSqlSafe};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, DatabaseConnection, DatabaseConnectionType, DbErr, EntityName,
-    EntityTrait, IdenStatic, Iterable, RuntimeErr, Value,
+    ActiveModelTrait, ActiveValue, ConnectionTrait as _, EntityName, EntityTrait, IdenStatic,
+    Iterable, Value,
 };
 
-use super::{SET_TENANT_SQL, TenantRow, TenantScope};
+use super::{TenantRow, TenantScope};
 use crate::error::{Context, Operation};
 use crate::trace;
+use crate::tx::exec_err;
 use crate::{Error, Result};
+
+/// How many rows [`TenantScope::insert_many_copy_stream`] prepares, checks and sends at a time.
+pub const COPY_CHUNK_ROWS: usize = 10_000;
 
 /// The staging table, in the session's own temporary schema.
 const STAGE: &str = r#"pg_temp."_flakeguard_copy_stage""#;
@@ -73,7 +78,7 @@ impl TenantScope {
     /// PostgreSQL does not allow `COPY` into a table with row-level security, so the rows are
     /// copied into a temporary staging table inside the tenant's transaction and moved from
     /// there with `INSERT ... SELECT`, which row-level security checks row by row (see the
-    /// module's design notes). Inside [`TenantScope::transaction`] this does what
+    /// module's design notes). Inside [`TenantScope::transaction`] it takes a savepoint, as
     /// `insert_many` does.
     ///
     /// Values are sent in `COPY`'s text format: booleans, integers, floats, text, enums,
@@ -91,88 +96,86 @@ impl TenantScope {
     where
         A: TenantRow,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send,
     {
-        let Some(db) = self.pool().filter(|db| {
-            matches!(
-                db.inner,
-                DatabaseConnectionType::SqlxPostgresPoolConnection(_)
-            )
-        }) else {
-            return self.insert_many(rows).await;
-        };
-        let ctx = self.ctx_for::<A::Entity>(Operation::InsertMany);
-        let Some((rows, checks)) = self.prepare_batch(&ctx, rows)? else {
-            return Ok(0);
-        };
-        let groups = encode_groups(&ctx, rows)?;
-        if !checks.is_empty() {
-            // A read of the tenant: nothing to commit.
-            let read = Context {
-                operation: Operation::Find,
-                ..ctx.clone()
-            };
-            let unit = self.unit(&read).await?;
-            self.verify_fks(&unit, &ctx, &checks).await?;
-            unit.finish(self, &read).await?;
-        }
-        let target = quote_ident(<A::Entity as Default>::default().table_name());
-        trace::operation(
-            &ctx,
-            trace::count,
-            self.copy_through_staging(db, &ctx, &target, groups),
-        )
-        .await
+        self.insert_many_copy_stream(futures_util::stream::iter(rows))
+            .await
     }
 
-    /// Step 2 of the design: one transaction of the tenant that copies `groups` into the
-    /// staging table and moves them to `target`.
-    async fn copy_through_staging(
-        &self,
-        db: &DatabaseConnection,
-        ctx: &Context,
-        target: &str,
-        groups: Vec<Group>,
-    ) -> Result<u64> {
-        let fail_as = |operation: Operation| {
-            move |e: sqlx::Error| {
-                Error::from_db(
-                    ctx.with_operation(operation),
-                    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e))),
-                )
+    /// Like [`TenantScope::insert_many_copy`], for rows that arrive as a stream (a parser, a
+    /// file, another query): they are prepared, checked and sent in chunks of
+    /// [`COPY_CHUNK_ROWS`](crate::COPY_CHUNK_ROWS), so memory holds one chunk, not the
+    /// whole batch. All or none, as one transaction (a savepoint inside
+    /// [`TenantScope::transaction`]): a row refused in a later chunk rolls back the chunks
+    /// already sent.
+    ///
+    /// ```no_run
+    /// # use flakeguard_db::{TenantScope, Result};
+    /// # use flakeguard_db::entity::fg_occurrence;
+    /// # async fn f(scope: TenantScope,
+    /// #            rows: impl futures_util::Stream<Item = fg_occurrence::ActiveModel> + Send)
+    /// #            -> Result<()> {
+    /// let inserted = scope.insert_many_copy_stream(rows).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn insert_many_copy_stream<A, S>(&self, rows: S) -> Result<u64>
+    where
+        A: TenantRow,
+        S: Stream<Item = A> + Send,
+    {
+        let ctx = self.ctx_for::<A::Entity>(Operation::InsertMany);
+        let target = quote_ident(<A::Entity as Default>::default().table_name());
+        trace::operation(&ctx, trace::count, async {
+            let mut chunks = std::pin::pin!(rows.chunks(COPY_CHUNK_ROWS));
+            // The first chunk is prepared before anything is sent: a batch refused in Rust
+            // never opens a transaction.
+            let Some(first) = chunks.next().await else {
+                return Ok(0);
+            };
+            let Some(mut chunk) = self.prepare_batch(&ctx, first)? else {
+                return Ok(0);
+            };
+            let unit = self.atomic_unit(&ctx).await?;
+            let fresh_stage = format!(
+                "DROP TABLE IF EXISTS {STAGE}; \
+                 CREATE TEMP TABLE {STAGE} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
+            );
+            let move_rows = format!("INSERT INTO {target} SELECT * FROM {STAGE}; TRUNCATE {STAGE}");
+            unit.check(&ctx, unit.conn().execute_unprepared(&fresh_stage).await)?;
+            let mut inserted = 0;
+            loop {
+                let (rows, checks) = chunk;
+                self.verify_fks(&unit, &ctx, &checks).await?;
+                let groups = encode_groups(&ctx, rows)?;
+                let mut conn = unit.conn().connection().await;
+                for group in groups {
+                    let copy = async {
+                        let mut copy = conn
+                            .copy_in_raw(&format!("COPY {STAGE} ({}) FROM STDIN", group.columns))
+                            .await?;
+                        copy.send(group.data.as_bytes()).await?;
+                        copy.finish().await
+                    };
+                    unit.check(&ctx, copy.await.map_err(exec_err))?;
+                }
+                let moved = sqlx::raw_sql(AssertSqlSafe(move_rows.clone()))
+                    .execute(&mut **conn)
+                    .await
+                    .map_err(exec_err);
+                inserted += unit.check(&ctx, moved)?.rows_affected();
+                drop(conn);
+                let Some(next) = chunks.next().await else {
+                    break;
+                };
+                let Some(next) = self.prepare_batch(&ctx, next)? else {
+                    break;
+                };
+                chunk = next;
             }
-        };
-        let fail = fail_as(ctx.operation);
-        let pool = db.get_postgres_connection_pool();
-        // Dropped unfinished (an error, or the future dropped), the transaction rolls back.
-        let mut tx = pool.begin().await.map_err(fail_as(Operation::Begin))?;
-        sqlx::query(SET_TENANT_SQL)
-            .bind(self.org_id().as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(fail_as(Operation::Begin))?;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE TEMP TABLE {STAGE} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
-        )))
-        .execute(&mut *tx)
+            unit.finish(self, &ctx).await?;
+            Ok(inserted)
+        })
         .await
-        .map_err(&fail)?;
-        for group in groups {
-            let mut copy = tx
-                .copy_in_raw(&format!("COPY {STAGE} ({}) FROM STDIN", group.columns))
-                .await
-                .map_err(&fail)?;
-            copy.send(group.data.as_bytes()).await.map_err(&fail)?;
-            copy.finish().await.map_err(&fail)?;
-        }
-        let inserted = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {target} SELECT * FROM {STAGE}"
-        )))
-        .execute(&mut *tx)
-        .await
-        .map_err(&fail)?
-        .rows_affected();
-        tx.commit().await.map_err(fail_as(Operation::Commit))?;
-        Ok(inserted)
     }
 }
 

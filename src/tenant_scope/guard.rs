@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 
 use flakeguard_entity::stamps::Stamped;
 use flakeguard_entity::tenancy::{TenantClass, TenantOwned};
-use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Query, SelectStatement};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityName, EntityTrait,
-    IdenStatic, Iterable, RelationTrait, Value,
+    ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityName,
+    EntityTrait, IdenStatic, Iterable, RelationTrait, Value,
 };
 
 use super::TenantScope;
@@ -169,6 +169,63 @@ impl TenantScope {
             }
         }
         Ok(checks)
+    }
+
+    /// The ownership checks as a condition the write itself carries (no round trip of their
+    /// own): for each foreign key, its referenced rows are among those this tenant sees.
+    /// `EXISTS` for one referenced row, a count for several.
+    pub(crate) fn owned(&self, checks: &[FkCheck]) -> Condition {
+        let mut cond = Condition::all();
+        for check in checks {
+            let Some(filter) = flakeguard_entity::table(check.table)
+                .and_then(|t| (t.row_filter)(self.org.as_str()))
+            else {
+                continue;
+            };
+            let key = Expr::col((Alias::new(check.table), Alias::new(check.key.as_str())));
+            let mut sub = Query::select();
+            sub.from(Alias::new(check.table)).cond_where(filter);
+            cond = if let [value] = check.values.iter().collect::<Vec<_>>()[..] {
+                sub.expr(Expr::val(1)).and_where(key.eq(value.as_str()));
+                cond.add(Expr::exists(sub))
+            } else {
+                sub.expr(Expr::col(Asterisk).count())
+                    .and_where(key.is_in(check.values.iter().cloned()));
+                let n = i64::try_from(check.values.len()).unwrap_or(i64::MAX);
+                cond.add(Expr::SubQuery(None, Box::new(sub.into())).eq(n))
+            };
+        }
+        cond
+    }
+
+    /// After a write that carried [`TenantScope::owned`] changed nothing: the refusal naming
+    /// the foreign key that failed, found by [`TenantScope::verify_fks`] (one more round trip,
+    /// on this path only); `Ok` when every reference is this tenant's after all, so that the
+    /// write changed nothing for another reason.
+    pub(crate) async fn explain_refusal(
+        &self,
+        unit: &Unit<'_>,
+        ctx: &Context,
+        checks: &[FkCheck],
+    ) -> Result<()> {
+        self.verify_fks(unit, ctx, checks).await
+    }
+
+    /// The values `row` sets, as a `SELECT` of them (no `FROM`) that returns its row only when
+    /// `checks` hold: an `INSERT ... SELECT` with it writes the row, or nothing. The columns are
+    /// those, and in the order, that SeaORM's insert of `row` names.
+    pub(crate) fn owned_values<A>(&self, row: &A, checks: &[FkCheck]) -> SelectStatement
+    where
+        A: ActiveModelTrait,
+    {
+        let mut select = Query::select();
+        for col in <<A as ActiveModelTrait>::Entity as EntityTrait>::Column::iter() {
+            if let ActiveValue::Set(v) | ActiveValue::Unchanged(v) = row.get(col) {
+                select.expr(col.save_as(Expr::val(v)));
+            }
+        }
+        select.cond_where(self.owned(checks));
+        select
     }
 
     /// One round trip that counts, for each foreign key, the referenced rows this tenant sees;

@@ -2,8 +2,9 @@
 //!
 //! # Design
 //!
-//! Every unit of work a scope runs is a transaction whose first statement is
-//! `SELECT set_config('app.current_tenant_id', $1, true)`. The setting is local to the
+//! Every unit of work a scope runs is a transaction opened by
+//! `BEGIN; SET LOCAL app.current_tenant_id = '<tenant>'`, one round trip
+//! ([`tenant_begin_sql`](crate::tenant_begin_sql); src/tx.rs). The setting is local to the
 //! transaction, so a connection goes back to the pool carrying no tenant, whatever happened
 //! (commit, failed statement, or a future dropped half-way, after which the driver rolls back
 //! before the connection is reused). Row-level security in the database reads that setting.
@@ -50,19 +51,16 @@ use flakeguard_entity::stamps::Stamped;
 use flakeguard_entity::tenancy::TenantOwned;
 use futures_util::future::BoxFuture;
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, DatabaseTransaction, EntityName,
-    IntoActiveModel,
+    ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, EntityName, IntoActiveModel,
 };
 use tracing::Instrument;
 
+pub use copy::COPY_CHUNK_ROWS;
 pub use read::{Page, ScopedSelect};
 
 use crate::error::{Context, Operation};
+use crate::tx::{Pool, Tx};
 use crate::{Error, OrgId, Result};
-
-/// The statement that binds a transaction to a tenant; always the first of a scope's
-/// transactions.
-pub const SET_TENANT_SQL: &str = "SELECT set_config('app.current_tenant_id', $1, true)";
 
 /// A row a scope can write: an active model of tenant data, with the ids and timestamps the
 /// crate fills in ([`Stamped`]). Every active model of a tenant table is one; the trait only
@@ -89,7 +87,7 @@ impl<A> TenantRow for A where
 
 #[derive(Clone)]
 enum Conn {
-    Pool(DatabaseConnection),
+    Pool(Pool),
     Tx(Arc<TxShared>),
 }
 
@@ -98,13 +96,13 @@ enum Conn {
 pub(crate) struct TxShared {
     /// The transaction; taken out (`None`) when it ends, so that a clone that outlives it holds
     /// no connection and every use of it fails with [`Error::TransactionEnded`].
-    tx: tokio::sync::Mutex<Option<DatabaseTransaction>>,
+    tx: tokio::sync::Mutex<Option<Tx>>,
     /// The first statement of the transaction that failed (and so aborted it).
     failed: Mutex<Option<Context>>,
 }
 
 impl TxShared {
-    fn new(tx: DatabaseTransaction) -> Self {
+    fn new(tx: Tx) -> Self {
         TxShared {
             tx: tokio::sync::Mutex::new(Some(tx)),
             failed: Mutex::new(None),
@@ -165,8 +163,12 @@ impl TenantScope {
     /// `db` should log in as a role subject to row-level security (a member of
     /// `flakeguard_app`), so that the database enforces the same boundary.
     pub fn new(db: DatabaseConnection, org: OrgId) -> Self {
+        Self::on(Pool::new(db), org)
+    }
+
+    pub(crate) fn on(pool: Pool, org: OrgId) -> Self {
         TenantScope {
-            conn: Conn::Pool(db),
+            conn: Conn::Pool(pool),
             org,
         }
     }
@@ -297,7 +299,7 @@ impl TenantScope {
     }
 
     /// Commits `tx`, in a `flakeguard.commit` span.
-    pub(crate) async fn commit(&self, tx: DatabaseTransaction, ctx: &Context) -> Result<()> {
+    pub(crate) async fn commit(&self, tx: Tx, ctx: &Context) -> Result<()> {
         let span = tracing::debug_span!(
             "flakeguard.commit",
             tenant = self.org.as_str(),

@@ -61,7 +61,7 @@ impl TenantScope {
     {
         let select = E::find_by_id(id).filter(E::tenant_condition(self.org.as_str()));
         let ctx = self.ctx_for::<E>(Operation::Find);
-        self.statement(&ctx, &[], trace::some, |tx| Box::pin(select.one(tx)))
+        self.statement(&ctx, &[], &[], trace::some, |tx| Box::pin(select.one(tx)))
             .await
     }
 
@@ -149,7 +149,7 @@ impl TenantScope {
     /// database restricts it. Prefer the typed methods.
     pub async fn query_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>> {
         let ctx = self.ctx(Operation::Raw, None);
-        self.statement(&ctx, &[], trace::len, |tx| tx.query_all_raw(stmt))
+        self.statement(&ctx, &[], &[], trace::len, |tx| tx.query_all_raw(stmt))
             .await
     }
 }
@@ -280,7 +280,7 @@ where
             .scope
             .verified(&ctx, &self.select, self.refused.as_deref())?;
         self.scope
-            .statement(&ctx, &[], trace::len, |tx| {
+            .statement(&ctx, &[], &[], trace::len, |tx| {
                 Box::pin(E::find().from_raw_sql(stmt).all(tx))
             })
             .await
@@ -294,7 +294,7 @@ where
             .scope
             .verified(&ctx, &self.select.limit(1), refused.as_deref())?;
         self.scope
-            .statement(&ctx, &[], trace::some, |tx| {
+            .statement(&ctx, &[], &[], trace::some, |tx| {
                 Box::pin(E::find().from_raw_sql(stmt).one(tx))
             })
             .await
@@ -307,7 +307,9 @@ where
             .verified(&ctx, &self.select, self.refused.as_deref())?;
         let select = self.select;
         self.scope
-            .statement(&ctx, &[], trace::count, |tx| Box::pin(select.count(tx)))
+            .statement(&ctx, &[], &[], trace::count, |tx| {
+                Box::pin(select.count(tx))
+            })
             .await
     }
 
@@ -370,7 +372,7 @@ where
         self.scope
             .verified(&ctx, &select, self.refused.as_deref())?;
         self.scope
-            .statement(&ctx, &[], trace::len, |tx| Box::pin(select.all(tx)))
+            .statement(&ctx, &[], &[], trace::len, |tx| Box::pin(select.all(tx)))
             .await
     }
 }

@@ -1,16 +1,14 @@
 //! The unit of work: how one operation of a scope gets its transaction, and how its outcome is
 //! traced and recorded.
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, TransactionTrait,
-    Value,
-};
+use sea_orm::DbErr;
 use tokio::sync::{MappedMutexGuard, MutexGuard};
 use tracing::Instrument;
 
 use super::guard::FkCheck;
-use super::{Conn, SET_TENANT_SQL, TenantScope, TxShared};
+use super::{Conn, TenantScope, TxShared};
 use crate::error::{Context, Operation};
+use crate::tx::{Pool, Tx, tenant_begin_sql};
 use crate::{Error, Result};
 
 /// The transaction one operation of a scope runs in.
@@ -18,20 +16,20 @@ pub(crate) enum Unit<'a> {
     /// The scope's open transaction, finished by whoever opened it. Held for the operation, so
     /// that the transaction cannot end under it.
     Shared {
-        tx: MappedMutexGuard<'a, DatabaseTransaction>,
+        tx: MappedMutexGuard<'a, Tx>,
         shared: &'a TxShared,
     },
     /// A savepoint inside the scope's open transaction, for an operation of several statements
     /// that must leave nothing behind when one fails.
     Savepoint {
-        _parent: MappedMutexGuard<'a, DatabaseTransaction>,
-        tx: DatabaseTransaction,
+        _parent: MappedMutexGuard<'a, Tx>,
+        tx: Tx,
     },
     /// A transaction of this operation's own.
-    Own(DatabaseTransaction),
+    Own(Tx),
     /// A read-only transaction of this operation's own: it has nothing to commit, so it ends
     /// with a rollback that is queued, not waited for (see [`TenantScope::unit`]).
-    Read(DatabaseTransaction),
+    Read(Tx),
 }
 
 /// Whether a driver error means the statement reached the server and failed there (or the
@@ -49,7 +47,7 @@ fn aborts_transaction(err: &DbErr) -> bool {
 pub(crate) async fn lock<'a>(
     shared: &'a TxShared,
     ctx: &Context,
-) -> Result<MappedMutexGuard<'a, DatabaseTransaction>> {
+) -> Result<MappedMutexGuard<'a, Tx>> {
     MutexGuard::try_map(shared.tx.lock().await, |tx| tx.as_mut()).map_err(|_| {
         Error::TransactionEnded {
             context: ctx.clone(),
@@ -62,12 +60,9 @@ pub(crate) async fn lock<'a>(
 pub(crate) async fn savepoint<'a>(
     shared: &'a TxShared,
     ctx: &Context,
-) -> Result<(
-    MappedMutexGuard<'a, DatabaseTransaction>,
-    DatabaseTransaction,
-)> {
+) -> Result<(MappedMutexGuard<'a, Tx>, Tx)> {
     let parent = lock(shared, ctx).await?;
-    let tx = parent.begin().await.map_err(|e| {
+    let tx = parent.savepoint().await.map_err(|e| {
         let begin = ctx.with_operation(Operation::Begin);
         shared.note_failure(&begin);
         Error::from_db(begin, e)
@@ -76,7 +71,7 @@ pub(crate) async fn savepoint<'a>(
 }
 
 impl Unit<'_> {
-    pub(crate) fn conn(&self) -> &DatabaseTransaction {
+    pub(crate) fn conn(&self) -> &Tx {
         match self {
             Unit::Shared { tx, .. } => tx,
             Unit::Savepoint { tx, .. } | Unit::Own(tx) | Unit::Read(tx) => tx,
@@ -150,62 +145,53 @@ impl TenantScope {
         })
     }
 
-    /// Opens a transaction on `db` and binds it to the tenant, in a `flakeguard.begin` span.
-    pub(crate) async fn begin(
-        &self,
-        db: &DatabaseConnection,
-        ctx: &Context,
-    ) -> Result<DatabaseTransaction> {
+    /// Opens a transaction on `db` bound to the tenant, in one round trip
+    /// ([`tenant_begin_sql`]), in a `flakeguard.begin` span.
+    pub(crate) async fn begin(&self, db: &Pool, ctx: &Context) -> Result<Tx> {
         let span = tracing::debug_span!("flakeguard.begin", tenant = self.org.as_str());
-        let begin = ctx.with_operation(Operation::Begin);
-        async {
-            let tx = db
-                .begin()
-                .await
-                .map_err(|e| Error::from_db(begin.clone(), e))?;
-            tx.execute_raw(Statement::from_sql_and_values(
-                db.get_database_backend(),
-                SET_TENANT_SQL,
-                [Value::from(self.org.as_str())],
-            ))
+        db.begin(Some(&tenant_begin_sql(&self.org)))
+            .instrument(span)
             .await
-            .map_err(|e| Error::from_db(begin.clone(), e))?;
-            Ok(tx)
-        }
-        .instrument(span)
-        .await
+            .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))
     }
 
     /// Runs one statement, `f`, as a unit of work of this scope: in its transaction (see
-    /// [`TenantScope::unit`]), after the foreign-key checks, with driver errors mapped to `ctx`,
-    /// in a `flakeguard.operation` span that records `rows(&result)`.
+    /// [`TenantScope::unit`]), with driver errors mapped to `ctx`, in a `flakeguard.operation`
+    /// span that records `rows(&result)`.
+    ///
+    /// The foreign-key checks `before` run first, in a round trip of their own. The checks
+    /// `folded` are carried by `f`'s statement itself ([`TenantScope::owned`]); when it then
+    /// changed nothing (SeaORM's `RecordNotInserted`, `RecordNotUpdated` or `RecordNotFound`), and a check may be
+    /// why, the refusal is explained ([`TenantScope::explain_refusal`]).
     pub(crate) async fn statement<T, F>(
         &self,
         ctx: &Context,
-        checks: &[FkCheck],
+        before: &[FkCheck],
+        folded: &[FkCheck],
         rows: fn(&T) -> u64,
         f: F,
     ) -> Result<T>
     where
-        F: for<'c> FnOnce(
-            &'c DatabaseTransaction,
-        ) -> futures_util::future::BoxFuture<'c, Result<T, DbErr>>,
+        F: for<'c> FnOnce(&'c Tx) -> futures_util::future::BoxFuture<'c, Result<T, DbErr>>,
     {
         crate::trace::operation(ctx, rows, async {
             let unit = self.unit(ctx).await?;
-            self.verify_fks(&unit, ctx, checks).await?;
-            let out = unit.check(ctx, f(unit.conn()).await)?;
+            self.verify_fks(&unit, ctx, before).await?;
+            let out = match f(unit.conn()).await {
+                Err(
+                    e @ (DbErr::RecordNotInserted
+                    | DbErr::RecordNotUpdated
+                    | DbErr::RecordNotFound(_)),
+                ) if !folded.is_empty() => {
+                    self.explain_refusal(&unit, ctx, folded).await?;
+                    Err(e)
+                }
+                out => out,
+            };
+            let out = unit.check(ctx, out)?;
             unit.finish(self, ctx).await?;
             Ok(out)
         })
         .await
-    }
-
-    /// The pool this scope runs on; `None` when it is bound to a transaction.
-    pub(crate) fn pool(&self) -> Option<&DatabaseConnection> {
-        match &self.conn {
-            Conn::Pool(db) => Some(db),
-            Conn::Tx(_) => None,
-        }
     }
 }

@@ -6,7 +6,7 @@ use flakeguard_entity::tenancy::TenantOwned;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExecResult, IdenStatic,
-    Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, QueryFilter, Statement,
+    Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, QueryFilter, QueryTrait as _, Statement,
 };
 
 use super::{TenantRow, TenantScope};
@@ -18,6 +18,21 @@ use crate::{Error, Result};
 const MAX_BIND_PARAMS: usize = 65_535;
 
 type Model<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
+
+/// An insert whose ownership checks passed and which still wrote nothing (a referenced row
+/// went away between the two statements): refused all the same.
+fn refused_insert(e: Error, ctx: &crate::error::Context) -> Error {
+    match e {
+        Error::Database {
+            source: DbErr::RecordNotInserted,
+            ..
+        } => Error::TenantDenied {
+            context: ctx.clone(),
+            reason: "a referenced row is not this organization's".to_owned(),
+        },
+        e => e,
+    }
+}
 
 impl TenantScope {
     /// Inserts one row and returns it as stored.
@@ -33,11 +48,24 @@ impl TenantScope {
         let ctx = self.ctx_for::<A::Entity>(Operation::Insert);
         self.prepare_insert(&ctx, &mut row)?;
         let checks = self.fk_checks(&ctx, std::slice::from_ref(&row), true)?;
-        let insert = <A::Entity as EntityTrait>::insert(row);
-        self.statement(&ctx, &checks, trace::one, |tx| {
+        let insert = if checks.is_empty() {
+            <A::Entity as EntityTrait>::insert(row)
+        } else {
+            // INSERT ... SELECT <values> WHERE <references are this tenant's>: the ownership
+            // check travels with the write.
+            let values = self.owned_values(&row, &checks);
+            let mut insert = <A::Entity as EntityTrait>::insert(row);
+            insert
+                .query()
+                .select_from(values)
+                .map_err(|e| Error::from_db(ctx.clone(), DbErr::Custom(e.to_string())))?;
+            insert
+        };
+        self.statement(&ctx, &[], &checks, trace::one, |tx| {
             Box::pin(insert.exec_with_returning(tx))
         })
         .await
+        .map_err(|e| refused_insert(e, &ctx))
     }
 
     /// Inserts many rows atomically (all or none) and returns how many were inserted.
@@ -117,9 +145,12 @@ impl TenantScope {
         let update = <A::Entity as EntityTrait>::update(row)
             .validate()
             .map_err(|e| Error::from_db(ctx.clone(), e))?
-            .filter(cond);
-        self.statement(&ctx, &checks, trace::one, |tx| Box::pin(update.exec(tx)))
-            .await
+            .filter(cond)
+            .filter(self.owned(&checks));
+        self.statement(&ctx, &[], &checks, trace::one, |tx| {
+            Box::pin(update.exec(tx))
+        })
+        .await
     }
 
     /// Sets the columns that `values` sets on every row of this tenant that satisfies `filter`,
@@ -150,7 +181,8 @@ impl TenantScope {
             .filter(<A::Entity as TenantOwned>::tenant_condition(
                 self.org.as_str(),
             ))
-            .filter(filter.clone());
+            .filter(filter.clone())
+            .filter(self.owned(&checks));
         self.execute_checked(&ctx, &checks, &update, filter).await
     }
 
@@ -164,7 +196,7 @@ impl TenantScope {
     {
         let ctx = self.ctx_for::<E>(Operation::Delete);
         let delete = E::delete_by_id(id).filter(E::tenant_condition(self.org.as_str()));
-        self.statement(&ctx, &[], trace::count, |tx| {
+        self.statement(&ctx, &[], &[], trace::count, |tx| {
             Box::pin(async move {
                 match delete.exec(tx).await?.rows_affected {
                     // Not this tenant's row, or none at all: the two are not told apart.
@@ -191,8 +223,10 @@ impl TenantScope {
         self.execute_checked(&ctx, &[], &delete, filter).await
     }
 
-    /// Runs `query`, an UPDATE or DELETE carrying the caller's `filter`, after the Rust lock's
-    /// checks of both; the rows it changed.
+    /// Runs `query`, an UPDATE or DELETE carrying the caller's `filter` (and the ownership
+    /// checks `checks`, [`TenantScope::owned`]), after the Rust lock's check of its text; the
+    /// rows it changed. When it changed none and `checks` are not empty, a failed check is
+    /// reported as such ([`Error::TenantDenied`]).
     async fn execute_checked(
         &self,
         ctx: &crate::error::Context,
@@ -202,10 +236,22 @@ impl TenantScope {
     ) -> Result<u64> {
         let raw = crate::lock::raw_text(&sea_orm::sea_query::Expr::from(filter));
         let stmt = self.verified(ctx, query, raw.as_deref())?;
-        self.statement(ctx, checks, trace::count, |tx| {
-            Box::pin(async move { Ok(tx.execute_raw(stmt).await?.rows_affected()) })
-        })
-        .await
+        let folded = !checks.is_empty();
+        let changed = self
+            .statement(ctx, &[], checks, trace::count, |tx| {
+                Box::pin(async move {
+                    match tx.execute_raw(stmt).await?.rows_affected() {
+                        0 if folded => Err(DbErr::RecordNotUpdated),
+                        n => Ok(n),
+                    }
+                })
+            })
+            .await;
+        match changed {
+            // No row matched, and every reference is this tenant's: nothing to change.
+            Err(Error::NotFound { .. }) if folded => Ok(0),
+            other => other,
+        }
     }
 
     /// Inserts `row`, or, when it conflicts with an existing row on the unique constraint over
@@ -263,7 +309,7 @@ impl TenantScope {
         )));
         let insert = <A::Entity as EntityTrait>::insert(row).on_conflict(on_conflict);
         let stored = self
-            .statement(&ctx, &checks, trace::some, |tx| {
+            .statement(&ctx, &checks, &[], trace::some, |tx| {
                 Box::pin(async move {
                     match insert.exec_with_returning(tx).await {
                         Ok(model) => Ok(Some(model)),
@@ -303,6 +349,7 @@ impl TenantScope {
         let ctx = self.ctx(Operation::Raw, None);
         self.statement(
             &ctx,
+            &[],
             &[],
             |r: &ExecResult| r.rows_affected(),
             |tx| tx.execute_raw(stmt),

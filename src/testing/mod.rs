@@ -5,7 +5,8 @@
 //! - `server.rs`: the server the databases live on (DATABASE_URL's, or a throwaway one), and
 //!   how its binaries are found;
 //! - `supervisor.rs`: the process that owns a throwaway server and removes it when the test
-//!   process exits.
+//!   process exits;
+//! - `trips.rs`: [`TripCounter`], a proxy that counts round trips.
 //!
 //! [`TestDatabase::new`] gives a fresh, fully migrated database and its URL; the database is
 //! removed when the value is dropped.
@@ -49,12 +50,14 @@
 mod database;
 mod server;
 mod supervisor;
+mod trips;
 
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::Mutex;
 
 pub use database::TestDatabase;
+pub use trips::TripCounter;
 
 use crate::{Error, Result};
 

@@ -1,0 +1,262 @@
+//! [`Tx`]: a transaction of the crate's own on a pooled connection, on which the statements
+//! SeaORM builds run, through SeaORM's public [`ConnectionTrait`].
+//!
+//! # Design
+//!
+//! SeaORM's `DatabaseTransaction` always opens with a bare `BEGIN`, so binding it to a tenant
+//! costs a second round trip before the first statement. sqlx opens a transaction with a
+//! statement of the caller's choosing, sent as one simple-protocol query, and checks that a
+//! transaction is open afterwards: `BEGIN; SET LOCAL app.current_tenant_id = '…'` is one round
+//! trip ([`tenant_begin_sql`]). So the crate takes the connection from the pool itself, opens
+//! the transaction with sqlx's transaction manager, and runs SeaORM's statements on it with
+//! SeaORM's own conversions (`From<PgRow> for QueryResult`, `From<PgQueryResult> for
+//! ExecResult`) and sea-query's own binding of values (`SqlxValues`). Errors are wrapped as
+//! SeaORM wraps them (`DbErr::Exec`, `DbErr::Query`, `DbErr::Conn`), so [`Error::from_db`]
+//! maps them as before.
+//!
+//! A savepoint is a second [`Tx`] on the same connection (sqlx keeps the depth); dropping a
+//! [`Tx`] that was neither committed nor rolled back queues its rollback on the connection,
+//! which sqlx sends when the connection goes back to the pool (its release ping flushes it) and
+//! at the latest before the connection's next statement. That is also how a read ends: it wrote
+//! nothing, so it does not wait for a COMMIT.
+//!
+//! The pool does not ping a connection on every acquire (sqlx's default, one more round trip
+//! per operation): [`connect_options`](crate::connect_options) pings only connections that have
+//! been idle for [`PING_AFTER_IDLE`](crate::PING_AFTER_IDLE). A connection that broke while it
+//! sat in the pool (a server restart) is found by the BEGIN instead; nothing has happened on it
+//! yet, so [`Pool::begin`] discards it and begins once more on another connection.
+//!
+//! [`Error::from_db`]: crate::Error
+
+use std::sync::Arc;
+
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::postgres::{PgPool, PgTransactionManager};
+use sea_orm::sqlx::{self, AssertSqlSafe, Executor as _, Postgres, SqlSafeStr as _};
+use sea_orm::{
+    ConnAcquireErr, ConnectionTrait, DatabaseConnection, DatabaseConnectionType, DbBackend, DbErr,
+    ExecResult, QueryResult, RuntimeErr, Statement,
+};
+use sea_query_sqlx::SqlxValues;
+// sqlx re-exports the transaction manager's implementations, not the trait they implement.
+use sqlx_core::transaction::TransactionManager as _;
+
+use crate::OrgId;
+
+/// The simple query that opens a transaction bound to `org`: `BEGIN` and `SET LOCAL
+/// app.current_tenant_id`, sent together in one round trip.
+///
+/// The id is written as a quoted literal. [`OrgId`]'s alphabet (`[A-Za-z0-9_-]`) cannot close
+/// it; quotes are doubled all the same, so the statement stays one literal whatever an id
+/// holds. `SET LOCAL`, not `set_config`: its setting ends with the transaction, and Citus
+/// carries `SET LOCAL` (and only that) to its workers.
+pub fn tenant_begin_sql(org: &OrgId) -> String {
+    format!(
+        "BEGIN; SET LOCAL app.current_tenant_id = '{}'",
+        org.as_str().replace('\'', "''")
+    )
+}
+
+pub(crate) fn exec_err(e: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+fn query_err(e: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+fn conn_err(e: sqlx::Error) -> DbErr {
+    match e {
+        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+        sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+        e => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))),
+    }
+}
+
+/// Whether `e` says the connection itself is unusable (as opposed to a statement's failure).
+fn broken(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_)
+    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}
+
+/// A handle's pool: SeaORM's connection (for [`Db::unscoped_connection`] and callers' own
+/// SeaORM code) and the sqlx pool underneath, on which the crate opens its transactions.
+///
+/// [`Db::unscoped_connection`]: crate::Db::unscoped_connection
+#[derive(Clone, Debug)]
+pub(crate) struct Pool {
+    orm: DatabaseConnection,
+    /// `None` when `orm` is not a sqlx PostgreSQL pool (a mock or a proxy connection).
+    pg: Option<PgPool>,
+}
+
+impl Pool {
+    pub(crate) fn new(orm: DatabaseConnection) -> Self {
+        let pg = match &orm.inner {
+            DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
+                Some(orm.get_postgres_connection_pool().clone())
+            }
+            _ => None,
+        };
+        Pool { orm, pg }
+    }
+
+    pub(crate) fn orm(&self) -> &DatabaseConnection {
+        &self.orm
+    }
+
+    /// Opens a transaction with `begin` (a bare `BEGIN` when `None`), retrying once on another
+    /// connection when the first one turns out to be broken.
+    pub(crate) async fn begin(&self, begin: Option<&str>) -> Result<Tx, DbErr> {
+        let pool = self.pg.as_ref().ok_or_else(|| {
+            DbErr::Conn(RuntimeErr::Internal(
+                "flakeguard-db runs on a sqlx PostgreSQL pool; this connection is another kind"
+                    .to_owned(),
+            ))
+        })?;
+        match Self::begin_on(pool, begin).await {
+            Err((_, true)) => Self::begin_on(pool, begin).await.map_err(|(e, _)| e),
+            Err((e, false)) => Err(e),
+            Ok(tx) => Ok(tx),
+        }
+    }
+
+    /// One attempt of [`Pool::begin`]; the flag says whether a retry may help (the connection
+    /// was broken before anything happened on it).
+    async fn begin_on(pool: &PgPool, begin: Option<&str>) -> Result<Tx, (DbErr, bool)> {
+        let mut conn = pool.acquire().await.map_err(|e| (conn_err(e), false))?;
+        let sql = begin.map(|s| AssertSqlSafe(s.to_owned()).into_sql_str());
+        match PgTransactionManager::begin(&mut conn, sql).await {
+            Ok(()) => Ok(Tx {
+                conn: Arc::new(tokio::sync::Mutex::new(conn)),
+                open: true,
+            }),
+            Err(e) => {
+                let retry = broken(&e);
+                if retry {
+                    conn.close_on_drop();
+                }
+                Err((conn_err(e), retry))
+            }
+        }
+    }
+}
+
+/// A transaction (or a savepoint in one) on a connection the crate holds; see the module's
+/// design notes. Rolled back when dropped unfinished.
+pub(crate) struct Tx {
+    conn: Arc<tokio::sync::Mutex<PoolConnection<Postgres>>>,
+    /// Neither committed nor rolled back yet.
+    open: bool,
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").field("open", &self.open).finish()
+    }
+}
+
+impl Tx {
+    /// A savepoint in this transaction, as a transaction of its own.
+    pub(crate) async fn savepoint(&self) -> Result<Tx, DbErr> {
+        let mut conn = self.conn.lock().await;
+        PgTransactionManager::begin(&mut conn, None)
+            .await
+            .map_err(exec_err)?;
+        Ok(Tx {
+            conn: Arc::clone(&self.conn),
+            open: true,
+        })
+    }
+
+    /// Commits (or releases the savepoint).
+    pub(crate) async fn commit(mut self) -> Result<(), DbErr> {
+        let mut conn = self.conn.lock().await;
+        PgTransactionManager::commit(&mut conn)
+            .await
+            .map_err(exec_err)?;
+        drop(conn);
+        self.open = false;
+        Ok(())
+    }
+
+    /// Rolls back (to the savepoint), waiting for the server's answer.
+    pub(crate) async fn rollback(mut self) -> Result<(), DbErr> {
+        let mut conn = self.conn.lock().await;
+        PgTransactionManager::rollback(&mut conn)
+            .await
+            .map_err(exec_err)?;
+        drop(conn);
+        self.open = false;
+        Ok(())
+    }
+
+    /// The connection itself, for what SeaORM's statements cannot do (COPY).
+    pub(crate) async fn connection(&self) -> tokio::sync::MutexGuard<'_, PoolConnection<Postgres>> {
+        self.conn.lock().await
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        // The lock is free: a statement holds it only inside a future that borrows this Tx.
+        if let Ok(mut conn) = self.conn.try_lock() {
+            PgTransactionManager::start_rollback(&mut conn);
+        }
+    }
+}
+
+fn query(stmt: &Statement) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
+    let values = stmt
+        .values
+        .clone()
+        .unwrap_or_else(|| sea_orm::Values(Vec::new()));
+    sqlx::query_with(AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Tx {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        let mut conn = self.conn.lock().await;
+        query(&stmt)
+            .execute(&mut **conn)
+            .await
+            .map(Into::into)
+            .map_err(exec_err)
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let mut conn = self.conn.lock().await;
+        conn.execute(AssertSqlSafe(sql.to_owned()))
+            .await
+            .map(Into::into)
+            .map_err(exec_err)
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        let mut conn = self.conn.lock().await;
+        query(&stmt)
+            .fetch_optional(&mut **conn)
+            .await
+            .map(|row| row.map(Into::into))
+            .map_err(query_err)
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let mut conn = self.conn.lock().await;
+        query(&stmt)
+            .fetch_all(&mut **conn)
+            .await
+            .map(|rows| rows.into_iter().map(Into::into).collect())
+            .map_err(query_err)
+    }
+}

@@ -1,0 +1,206 @@
+//! How the scope uses its pool: round trips on the critical path of an operation, a pooled
+//! connection that broke while idle, and the tenant literal of the one-trip BEGIN.
+//!
+//! Every test here connects as the application role (subject to row-level security).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use flakeguard_db::entity::{fg_repository, fg_test_case, organization};
+use flakeguard_db::sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, Set, Statement,
+};
+use flakeguard_db::testing::{APP_ROLE, TestDatabase, TripCounter};
+use flakeguard_db::{MAX_ORG_ID_LEN, OrgId, TenantScope};
+
+/// Creates organization `org` and one repository of it, through a scope; returns the
+/// repository's id.
+async fn seed(scope: &TenantScope) -> String {
+    scope
+        .insert(organization::ActiveModel {
+            name: Set(format!("Org {}", scope.org_id())),
+            slug: Set(format!("slug-{}", scope.org_id())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    repository(scope, "main").await
+}
+
+async fn repository(scope: &TenantScope, name: &str) -> String {
+    scope
+        .insert(fg_repository::ActiveModel {
+            name: Set(name.to_owned()),
+            owner: Set("acme".to_owned()),
+            installation_id: Set(format!("inst-{name}")),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+/// The round trips `op` makes before it returns, counted by `proxy`; the pool's release ping
+/// (sent in the background after the operation returned) is let through before and after, and
+/// not counted.
+async fn critical_trips<F, Fut>(proxy: &TripCounter, op: F) -> u64
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = proxy.count();
+    op().await;
+    let trips = proxy.count() - before;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    trips
+}
+
+#[tokio::test]
+async fn a_scoped_read_takes_two_round_trips_and_a_single_write_three() {
+    let db = TestDatabase::new().await.unwrap();
+    let proxy = TripCounter::start(&db.app_url().await.unwrap())
+        .await
+        .unwrap();
+    // One connection, so that the statements prepared in the first round are prepared on the
+    // connection of the second: sqlx prepares a statement on its first use on a connection,
+    // which is one trip more, once.
+    let mut opts = flakeguard_db::connect_options(&proxy.url());
+    opts.max_connections(1);
+    let app = flakeguard_db::Db::new(Database::connect(opts).await.unwrap());
+    let s = app.scope(OrgId::new("acme").unwrap());
+    let repo = seed(&s).await;
+
+    for round in 0..2 {
+        let read = critical_trips(&proxy, || async {
+            s.find_by_id::<fg_repository::Entity, _>(repo.clone())
+                .await
+                .unwrap()
+                .unwrap();
+        })
+        .await;
+        let other = repository(&s, &format!("r{round}")).await;
+        let case = format!("case-{round}");
+        // A row with a foreign key into tenant data: its ownership check travels with it.
+        let insert = critical_trips(&proxy, || async {
+            s.insert(fg_test_case::ActiveModel {
+                id: Set(case.clone()),
+                repo_id: Set(repo.clone()),
+                suite: Set("pool".to_owned()),
+                name: Set(case.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        })
+        .await;
+        let update = critical_trips(&proxy, || async {
+            s.update(fg_test_case::ActiveModel {
+                id: Set(case.clone()),
+                repo_id: Set(other.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        })
+        .await;
+        let delete = critical_trips(&proxy, || async {
+            s.delete::<fg_test_case::Entity, _>(case.clone())
+                .await
+                .unwrap();
+        })
+        .await;
+        eprintln!("round {round}: read {read}, insert {insert}, update {update}, delete {delete}");
+        if round == 1 {
+            // BEGIN with the tenant, the SELECT (its ROLLBACK is queued, sent with the release
+            // ping).
+            assert_eq!(read, 2, "round trips of a scoped point read");
+            // BEGIN with the tenant, the INSERT (with its foreign-key checks), COMMIT.
+            assert_eq!(insert, 3, "round trips of a scoped single insert");
+            assert_eq!(update, 3, "round trips of a scoped single update");
+            assert_eq!(delete, 3, "round trips of a scoped single delete");
+        }
+    }
+}
+
+/// The backend pids of the application role's connections, as the superuser sees them.
+async fn app_backends(admin: &DatabaseConnection) -> Vec<i32> {
+    admin
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT pid FROM pg_stat_activity WHERE usename = '{APP_ROLE}' \
+                 AND datname = current_database()"
+            ),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<i32>("", "pid").unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pooled_connection_that_broke_while_idle_is_replaced_at_begin() {
+    let db = TestDatabase::new().await.unwrap();
+    let admin = db.connect().await.unwrap();
+    let mut opts = flakeguard_db::connect_options(&db.app_url().await.unwrap());
+    opts.max_connections(1).min_connections(1);
+    let app = flakeguard_db::Db::new(Database::connect(opts).await.unwrap());
+    let s = app.scope(OrgId::new("acme").unwrap());
+    let repo = seed(&s).await;
+
+    for _ in 0..2 {
+        let pids = app_backends(&admin).await;
+        assert_eq!(pids.len(), 1, "the pool's one connection: {pids:?}");
+        admin
+            .execute_unprepared(&format!("SELECT pg_terminate_backend({})", pids[0]))
+            .await
+            .unwrap();
+        // Gone at the server, idle in the pool for far less than PING_AFTER_IDLE: the pool
+        // hands it out untested, and the BEGIN finds it broken.
+        while app_backends(&admin).await.contains(&pids[0]) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let found = s
+            .find_by_id::<fg_repository::Entity, _>(repo.clone())
+            .await
+            .unwrap();
+        assert_eq!(found.map(|r| r.id), Some(repo.clone()));
+    }
+}
+
+#[tokio::test]
+async fn tenant_ids_at_the_length_limit_and_of_every_character_class_bind_the_transaction() {
+    let db = TestDatabase::new().await.unwrap();
+    let app = flakeguard_db::Db::new(db.connect_as_app().await.unwrap());
+    let longest = "x".repeat(MAX_ORG_ID_LEN - 4) + "-_9Z";
+    let ids = [longest.as_str(), "a", "A-b_C-0"];
+    let mut repos = Vec::new();
+    for id in ids {
+        let s = app.scope(OrgId::new(id).unwrap());
+        repos.push(seed(&s).await);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let s = app.scope(OrgId::new(*id).unwrap());
+        // Row-level security shows exactly this tenant's rows: the setting is the whole id.
+        let seen: Vec<String> = s
+            .find::<fg_repository::Entity>()
+            .all()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(seen, vec![repos[i].clone()], "repositories seen by {id}");
+    }
+}
+
+#[test]
+fn the_tenant_literal_is_quoted() {
+    let org = OrgId::new("acme-1_x").unwrap();
+    assert_eq!(
+        flakeguard_db::tenant_begin_sql(&org),
+        "BEGIN; SET LOCAL app.current_tenant_id = 'acme-1_x'"
+    );
+}
