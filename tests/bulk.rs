@@ -13,6 +13,7 @@ use flakeguard_db::sea_orm::{
 };
 use flakeguard_db::testing::TestDatabase;
 use flakeguard_db::{Error, OrgId, TenantScope};
+use futures_util::StreamExt as _;
 
 /// One organization with a repository, three test cases and a workflow run.
 struct Tenant {
@@ -341,4 +342,141 @@ async fn nothing_to_insert_is_zero() {
     let w = world().await;
     let none: Vec<fg_occurrence::ActiveModel> = Vec::new();
     assert_eq!(w.acme.scope.insert_many_copy(none).await.unwrap(), 0);
+}
+
+/// The repository of `t`'s workflow run.
+async fn repo_of(t: &Tenant) -> String {
+    t.scope
+        .find_by_id::<fg_workflow_run::Entity, _>(t.run.clone())
+        .await
+        .unwrap()
+        .unwrap()
+        .repo_id
+}
+
+fn run(repo: &str, n: usize) -> fg_workflow_run::ActiveModel {
+    fg_workflow_run::ActiveModel {
+        repo_id: Set(repo.to_owned()),
+        run_id: Set(format!("stream-{n}")),
+        status: Set("completed".into()),
+        ..Default::default()
+    }
+}
+
+async fn runs_of(admin: &DatabaseConnection) -> i64 {
+    admin
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            r#"SELECT count(*) AS n FROM "FGWorkflowRun""#,
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stream_goes_in_chunks_and_a_refusal_in_the_last_chunk_writes_nothing() {
+    let w = world().await;
+    let (ours, theirs) = (repo_of(&w.acme).await, repo_of(&w.globex).await);
+    let before = runs_of(&w.admin).await;
+    let n = 2 * flakeguard_db::COPY_CHUNK_ROWS + 5;
+
+    // The last row points at the other organization's repository: the chunks before it are
+    // already in the database when it is found, and go back out with the transaction.
+    let rows =
+        futures_util::stream::iter(0..n).map(|i| run(if i == n - 1 { &theirs } else { &ours }, i));
+    let err = w
+        .acme
+        .scope
+        .insert_many_copy_stream(rows)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TenantDenied { .. }), "{err:?}");
+    assert_eq!(runs_of(&w.admin).await, before, "nothing written");
+
+    let rows = futures_util::stream::iter(0..n).map(|i| run(&ours, i));
+    assert_eq!(
+        w.acme.scope.insert_many_copy_stream(rows).await.unwrap(),
+        n as u64
+    );
+    assert_eq!(runs_of(&w.admin).await, before + n as i64);
+    let seen = w
+        .acme
+        .scope
+        .find::<fg_workflow_run::Entity>()
+        .filter(fg_workflow_run::Column::RunId.starts_with("stream-"))
+        .count()
+        .await
+        .unwrap();
+    assert_eq!(seen, n as u64, "every row is the tenant's");
+}
+
+#[tokio::test]
+async fn inside_a_transaction_the_rows_go_through_copy_on_the_transactions_connection() {
+    let w = world().await;
+    let (t, run) = (w.acme.tests.clone(), w.acme.run.clone());
+    let stage = w
+        .acme
+        .scope
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.insert_many_copy(vec![occurrence(&t[0], &run, "passed")])
+                    .await?;
+                // A second batch into another table in the same transaction.
+                let repo = tx
+                    .find_by_id::<fg_workflow_run::Entity, _>(run.clone())
+                    .await?
+                    .map(|r| r.repo_id)
+                    .unwrap_or_default();
+                tx.insert_many_copy(vec![super_run(&repo)]).await?;
+                tx.insert_many_copy(vec![occurrence(&t[1], &run, "failed")])
+                    .await?;
+                // The staging table lives in this transaction: the COPY path ran here, not
+                // insert_many.
+                let rows = tx
+                    .query_raw(Statement::from_string(
+                        DbBackend::Postgres,
+                        "SELECT to_regclass('pg_temp._flakeguard_copy_stage')::text AS stage",
+                    ))
+                    .await?;
+                let stage: Option<String> = rows[0]
+                    .try_get("", "stage")
+                    .map_err(|e| Error::Config(format!("stage column: {e}")))?;
+                Ok::<_, Error>(stage)
+            })
+        })
+        .await
+        .unwrap();
+    assert!(
+        stage.is_some(),
+        "the staging table exists inside the transaction"
+    );
+    assert_eq!(all_occurrences(&w.admin).await, 2);
+
+    // A failed batch inside a transaction rolls back its own savepoint only.
+    let (t, run) = (w.acme.tests.clone(), w.acme.run.clone());
+    w.acme
+        .scope
+        .transaction(|tx| {
+            Box::pin(async move {
+                let dup = vec![
+                    occurrence(&t[2], &run, "passed"),
+                    occurrence(&t[2], &run, "failed"),
+                ];
+                let err = tx.insert_many_copy(dup).await.unwrap_err();
+                assert!(err.is_unique_violation(), "{err:?}");
+                tx.insert_many_copy(vec![occurrence(&t[2], &run, "passed")])
+                    .await?;
+                Ok::<_, Error>(())
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(all_occurrences(&w.admin).await, 3);
+}
+
+fn super_run(repo: &str) -> fg_workflow_run::ActiveModel {
+    run(repo, 999_999)
 }
