@@ -10,8 +10,9 @@ use crate::{Error, GlobalTables, OrgId, Result, TenantScope};
 
 /// Runs `f` in a transaction of its own on `db`, with no tenant set (the global tables'
 /// handle and CrossTenant: every statement of the crate runs in a transaction, so that it works
-/// behind PgBouncer), committing on success; driver errors are mapped to `ctx`, with the
-/// failing step (begin, the statement, commit) as its operation.
+/// behind PgBouncer), committing on success (a read, [`Operation::Find`] or
+/// [`Operation::Count`], ends with a queued rollback instead); driver errors are mapped to
+/// `ctx`, with the failing step (begin, the statement, commit) as its operation.
 pub(crate) async fn in_transaction<T, F>(db: &Pool, ctx: &Context, f: F) -> Result<T>
 where
     F: for<'c> FnOnce(&'c Tx) -> BoxFuture<'c, Result<T, DbErr>>,
@@ -21,6 +22,11 @@ where
         .await
         .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))?;
     let out = f(&tx).await.map_err(|e| Error::from_db(ctx.clone(), e))?;
+    if matches!(ctx.operation, Operation::Find | Operation::Count) {
+        // A read wrote nothing: its ROLLBACK is queued, not waited for, as a scope's reads.
+        drop(tx);
+        return Ok(out);
+    }
     tx.commit()
         .await
         .map_err(|e| Error::from_db(ctx.with_operation(Operation::Commit), e))?;

@@ -127,6 +127,17 @@ impl Pool {
     /// was broken before anything happened on it).
     async fn begin_on(pool: &PgPool, begin: Option<&str>) -> Result<Tx, (DbErr, bool)> {
         let mut conn = pool.acquire().await.map_err(|e| (conn_err(e), false))?;
+        if PgTransactionManager::get_transaction_depth(&conn) > 0 {
+            // A transaction left open on it (its rollback could not be queued): never reuse
+            // such a connection, whatever it still holds.
+            conn.close_on_drop();
+            return Err((
+                DbErr::Conn(RuntimeErr::Internal(
+                    "a pooled connection still had a transaction open".to_owned(),
+                )),
+                true,
+            ));
+        }
         let sql = begin.map(|s| AssertSqlSafe(s.to_owned()).into_sql_str());
         match PgTransactionManager::begin(&mut conn, sql).await {
             Ok(()) => Ok(Tx {
