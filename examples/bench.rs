@@ -9,29 +9,34 @@
 //! ```
 //!
 //! Workloads (`--only` names): `point` (point read by id), `unit` (five queries in one scoped
-//! transaction), `list` (a filtered list of 50 rows), `insert` (one row), `bulk` (10,000
-//! `FGOccurrence` rows in one transaction), `dashboard` (per-test failure rates of one
-//! organization among 1,000,000 occurrences of 100 organizations). Each runs with 1 and with 8
-//! concurrent clients.
+//! transaction), `list` (a filtered list of 50 rows), `insert` (one row; with it `update` and
+//! `delete`, one row each), `bulk` (10,000 `FGOccurrence` rows in one transaction), `stream`
+//! (100,000 and 1,000,000 rows through `insert_many_copy_stream`: time and peak memory),
+//! `dashboard` (per-test failure rates of one organization among 1,000,000 occurrences of 100
+//! organizations). Each timed workload runs with 1 and with 8 concurrent clients.
 //!
-//! The scoped side connects as the application role (`TestDatabase::connect_as_app`, subject to
-//! row-level security); the raw side as the server's superuser (`TestDatabase::connect`, no
-//! row-level security, no tenant predicate, no transaction unless the workload needs one). Both
-//! pools have SeaORM's default options (so sqlx pings a connection when it is acquired, and
-//! again when it is returned). The data is written server-side (`INSERT ... SELECT
-//! generate_series`) through a third pool, and the measured pools are opened afterwards: a
-//! server process that did the seeding's large allocations runs the dashboard query about 10%
-//! faster than a fresh one, which would otherwise favour whichever side seeded.
+//! The scoped side connects through `flakeguard_db::connect` as the application role (subject to
+//! row-level security, on the crate's pool options); the raw side as the server's superuser (no
+//! row-level security, no tenant predicate, no transaction unless the workload needs one), once
+//! on SeaORM's default pool options (the baseline: sqlx pings a connection when it is acquired)
+//! and once on the crate's (`flakeguard_db::connect_options`), so that every goal is shown
+//! against both. The data is written server-side (`INSERT ... SELECT generate_series`) through
+//! another pool, and the measured pools are opened afterwards: a server process that did the
+//! seeding's large allocations runs the dashboard query about 10% faster than a fresh one,
+//! which would otherwise favour whichever side seeded.
 //!
 //! Besides the timings it prints:
 //!
-//! - round trips per operation of each contender (`--no-trips` to skip), counted by a small TCP
-//!   proxy in front of the server: a trip is every time the client speaks after the server did;
+//! - round trips per operation of each contender (`--no-trips` to skip), counted by
+//!   `flakeguard_db::testing::TripCounter`: on the critical path (from the call to its return)
+//!   and in all (with the pool's release ping and a queued ROLLBACK), and one machine-readable
+//!   line per keyed contender, `trips <key>/<side> <n>`;
 //! - `floor:` contenders, the scope's statements sent with sqlx directly, for what the driver
 //!   allows at best;
-//! - EXPLAIN ANALYZE of the bulk INSERT ... SELECT with and without row-level security, and of
-//!   the dashboard query; and the dashboard query's server-side planning and execution times
-//!   (medians of `EXPLAIN (ANALYZE, TIMING OFF)`), which leave out round trips and the client.
+//! - EXPLAIN ANALYZE of the single insert and of the bulk INSERT ... SELECT with and without
+//!   row-level security, and of the dashboard query; and the dashboard query's server-side
+//!   planning and execution times (medians of `EXPLAIN (ANALYZE, TIMING OFF)`);
+//! - one machine-readable line per goal and client count, `goal <key> clients=<n> ratio=<r>`.
 //!
 //! # Method
 //!
