@@ -1577,6 +1577,158 @@ async fn stream_memory(long: bool) -> Res {
     Ok(())
 }
 
+/// Server-side planning plus execution of each of the `unit` workload's five queries, as the
+/// scope sends them (the application role, in a tenant transaction, with the tenant predicates)
+/// and as raw SeaORM sends them (the superuser): medians of `n` runs of `EXPLAIN ANALYZE`.
+async fn explain_five(app: &DatabaseConnection, raw: &DatabaseConnection, n: usize) -> Res {
+    use flakeguard_db::sea_orm::QueryTrait;
+    let s = scope(app, ORG)?;
+    let (case, repo, file) = (test_id(ORG, 5), repo_id(ORG), "src/f6.ts".to_owned());
+    let count = |st: Statement| Statement {
+        sql: format!("SELECT COUNT(*) AS num_items FROM ({}) AS sub", st.sql),
+        ..st
+    };
+    let pg = DbBackend::Postgres;
+    let queries: Vec<(&str, Statement, Statement)> = vec![
+        (
+            "test case by id",
+            s.find::<fg_test_case::Entity>()
+                .filter(fg_test_case::Column::Id.eq(&case))
+                .limit(1)
+                .statement()?,
+            fg_test_case::Entity::find_by_id(case.clone())
+                .limit(1)
+                .build(pg),
+        ),
+        (
+            "its flake score",
+            s.find::<fg_flake_score::Entity>()
+                .filter(fg_flake_score::Column::TestId.eq(&case))
+                .limit(1)
+                .statement()?,
+            fg_flake_score::Entity::find()
+                .filter(fg_flake_score::Column::TestId.eq(&case))
+                .limit(1)
+                .build(pg),
+        ),
+        (
+            "its repository",
+            s.find::<fg_repository::Entity>()
+                .filter(fg_repository::Column::Id.eq(&repo))
+                .limit(1)
+                .statement()?,
+            fg_repository::Entity::find_by_id(repo.clone())
+                .limit(1)
+                .build(pg),
+        ),
+        (
+            "the repository's 5 latest runs",
+            s.find::<fg_workflow_run::Entity>()
+                .filter(fg_workflow_run::Column::RepoId.eq(&repo))
+                .order_by_desc(fg_workflow_run::Column::CreatedAt)
+                .limit(5)
+                .statement()?,
+            fg_workflow_run::Entity::find()
+                .filter(fg_workflow_run::Column::RepoId.eq(&repo))
+                .order_by_desc(fg_workflow_run::Column::CreatedAt)
+                .limit(5)
+                .build(pg),
+        ),
+        (
+            "count of test cases in the file",
+            count(
+                s.find::<fg_test_case::Entity>()
+                    .filter(fg_test_case::Column::RepoId.eq(&repo))
+                    .filter(fg_test_case::Column::File.eq(file.clone()))
+                    .statement()?,
+            ),
+            count(
+                fg_test_case::Entity::find()
+                    .filter(fg_test_case::Column::RepoId.eq(&repo))
+                    .filter(fg_test_case::Column::File.eq(file.clone()))
+                    .build(pg),
+            ),
+        ),
+    ];
+    let explain = |st: &Statement| Statement {
+        sql: format!("EXPLAIN (ANALYZE) {}", st.sql),
+        ..st.clone()
+    };
+    // (planning, execution) in ms.
+    let ms = |rows: Vec<flakeguard_db::sea_orm::QueryResult>| -> Res<(f64, f64)> {
+        let mut times = (0.0, 0.0);
+        for row in rows {
+            let line: String = row.try_get("", "QUERY PLAN")?;
+            let field = |prefix: &str| {
+                line.trim()
+                    .strip_prefix(prefix)
+                    .and_then(|t| t.trim().trim_end_matches(" ms").parse::<f64>().ok())
+            };
+            if let Some(v) = field("Planning Time:") {
+                times.0 += v;
+            }
+            if let Some(v) = field("Execution Time:") {
+                times.1 += v;
+            }
+        }
+        Ok(times)
+    };
+    println!(
+        "\nthe five queries, server-side, medians of {n} runs (ms): planning + execution = total"
+    );
+    println!(
+        "  {:<34} {:>24} {:>24} {:>7}",
+        "query", "scoped", "raw", "ratio"
+    );
+    let (mut sum_s, mut sum_r) = (0.0, 0.0);
+    for (what, scoped, plain) in &queries {
+        let (mut ts, mut tr) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            for k in 0..2 {
+                if (k + i) % 2 == 0 {
+                    ts.push(ms(s.query_raw(explain(scoped)).await?)?);
+                } else {
+                    tr.push(ms(raw.query_all_raw(explain(plain)).await?)?);
+                }
+            }
+        }
+        let split = |t: &[(f64, f64)]| {
+            let (p, e) = (
+                median(t.iter().map(|x| x.0).collect()),
+                median(t.iter().map(|x| x.1).collect()),
+            );
+            (p, e, median(t.iter().map(|x| x.0 + x.1).collect()))
+        };
+        if *what == "count of test cases in the file" {
+            for (side, rows) in [
+                ("scoped", s.query_raw(explain(scoped)).await?),
+                ("raw", raw.query_all_raw(explain(plain)).await?),
+            ] {
+                println!("  plan of the count, {side}:");
+                for row in rows {
+                    let line: String = row.try_get("", "QUERY PLAN")?;
+                    println!("    {line}");
+                }
+            }
+        }
+        let ((ps, es, s_total), (pr, er, r_total)) = (split(&ts), split(&tr));
+        sum_s += s_total;
+        sum_r += r_total;
+        println!(
+            "  {what:<34} {ps:>6.3} + {es:>6.3} = {s_total:>6.3} {pr:>6.3} + {er:>6.3} = {r_total:>6.3} {:>6.2}x",
+            s_total / r_total
+        );
+    }
+    println!(
+        "  {:<34} {:>24.3} {:>24.3} {:>6.2}x",
+        "all five",
+        sum_s,
+        sum_r,
+        sum_s / sum_r
+    );
+    Ok(())
+}
+
 /// Server-side planning and execution of one single-row insert, `n` runs of each side (each
 /// rolled back, the order rotating): the raw `INSERT ... VALUES` as the superuser, the same as
 /// the application role in a tenant transaction (what row-level security's WITH CHECK adds),
@@ -1926,6 +2078,9 @@ async fn main() -> Res {
         }
         if cfg.wants("bulk") {
             explain_bulk(&app, &raw, &admin, if cfg.long { 9 } else { 5 }).await?;
+        }
+        if cfg.wants("unit") {
+            explain_five(&app, &raw, if cfg.long { 51 } else { 21 }).await?;
         }
         if cfg.wants("insert") {
             explain_single_insert(&app, &raw, if cfg.long { 101 } else { 31 }).await?;
