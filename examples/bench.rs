@@ -570,11 +570,29 @@ fn scope(app: &DatabaseConnection, org: &str) -> Res<TenantScope> {
     Ok(TenantScope::new(app.clone(), OrgId::new(org)?))
 }
 
+/// Connections of tokio-postgres, one per client, with the point read prepared on each: the
+/// pipelining floor.
+type Pipelined = Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>>;
+
+async fn pipelined(url: &str) -> Res<Pipelined> {
+    let mut out = Vec::new();
+    for _ in 0..8 {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let stmt = client.prepare(SCOPED_POINT_SQL).await?;
+        out.push((client, stmt));
+    }
+    Ok(Arc::new(out))
+}
+
 fn read_workloads(
     cfg: &Config,
     app: &DatabaseConnection,
     raw: &DatabaseConnection,
     raw_crate: &DatabaseConnection,
+    pipelined: &Pipelined,
 ) -> Res<Vec<Workload>> {
     let acme = scope(app, ORG)?;
     let pool = raw.get_postgres_connection_pool().clone();
@@ -670,6 +688,30 @@ fn read_workloads(
                     }
                 },
             ),
+            // What a pipelining driver allows: BEGIN with the tenant, the SELECT and the ROLLBACK
+            // sent together, one round trip (tokio-postgres pipelines requests polled together).
+            contender(PIPELINED_POINT, {
+                let pipelined = Arc::clone(pipelined);
+                move |call| {
+                    let c = Arc::clone(&pipelined);
+                    async move {
+                        let (client, stmt) = &c[call.client % c.len()];
+                        let id = test_id(ORG, pick(call, 1, TESTS));
+                        let org: &str = ORG;
+                        let (begin, found, end) = futures_util::future::join3(
+                            client.simple_query("BEGIN; SET LOCAL app.current_tenant_id = 'acme'"),
+                            client.query_opt(stmt, &[&id, &org]),
+                            client.simple_query("ROLLBACK"),
+                        )
+                        .await;
+                        begin?;
+                        end?;
+                        found?.ok_or("missing row")?;
+                        Ok(())
+                    }
+                }
+            })
+            .keyed("point-read/floor-pipelined"),
         ],
         baseline: RAW_POINT,
         goals: vec![
@@ -685,6 +727,13 @@ fn read_workloads(
                 what: "scoped point read within 1.15x of raw SeaORM on the crate's pool options",
                 scoped: SCOPED_POINT,
                 raw: RAW_POINT_CRATE,
+                max: 1.15,
+            },
+            Goal {
+                key: None,
+                what: "what pipelining allows: the pipelined floor within 1.15x of raw SeaORM",
+                scoped: PIPELINED_POINT,
+                raw: RAW_POINT,
                 max: 1.15,
             },
             Goal {
@@ -815,6 +864,7 @@ fn read_workloads(
 }
 
 const SCOPED_POINT: &str = "TenantScope::find_by_id (app role, RLS)";
+const PIPELINED_POINT: &str = "floor: tokio-postgres, BEGIN+SET, SELECT, ROLLBACK in 1 trip";
 const RAW_POINT: &str = "raw SeaORM Entity::find_by_id (superuser)";
 const RAW_POINT_CRATE: &str = "raw SeaORM find_by_id, crate's pool options";
 const SCOPED_FIVE: &str = "TenantScope::transaction, five queries";
@@ -1450,7 +1500,8 @@ async fn count_trips(cfg: &Config, db: &TestDatabase) -> Res {
         .await?
         .unscoped_connection()
         .clone();
-    let mut workloads = read_workloads(cfg, &app, &raw, &raw_crate)?;
+    let piped = pipelined(&to_app.url()).await?;
+    let mut workloads = read_workloads(cfg, &app, &raw, &raw_crate, &piped)?;
     let admin = db.connect().await?;
     workloads.extend(write_workloads(cfg, &app, &raw, &raw_crate, &admin, None)?);
     println!("\nround trips per operation (1 client): critical path / all");
@@ -2059,7 +2110,8 @@ async fn main() -> Res {
                  DROP CONSTRAINT "FGOccurrence_orgId_jobId_fkey""#,
         )
         .await?;
-        let mut workloads = read_workloads(&cfg, &app, &raw, &raw_crate)?;
+        let piped = pipelined(&db.app_url().await?).await?;
+        let mut workloads = read_workloads(&cfg, &app, &raw, &raw_crate, &piped)?;
         workloads.extend(write_workloads(
             &cfg,
             &app,
