@@ -140,7 +140,9 @@ impl TenantScope {
                 "DROP TABLE IF EXISTS {STAGE}; \
                  CREATE TEMP TABLE {STAGE} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
             );
-            let move_rows = format!("INSERT INTO {target} SELECT * FROM {STAGE}; TRUNCATE {STAGE}");
+            let move_rows = format!("INSERT INTO {target} SELECT * FROM {STAGE}");
+            // After a chunk that is not the last, the staging table is emptied for the next.
+            let move_and_empty = format!("{move_rows}; TRUNCATE {STAGE}");
             unit.check(&ctx, unit.conn().execute_unprepared(&fresh_stage).await)?;
             let mut inserted = 0;
             loop {
@@ -158,16 +160,25 @@ impl TenantScope {
                     };
                     unit.check(&ctx, copy.await.map_err(exec_err))?;
                 }
-                let moved = sqlx::raw_sql(AssertSqlSafe(move_rows.clone()))
+                // The next chunk is read (and prepared) before this one moves, so that the last
+                // move leaves the staging table to the transaction's end: memory holds at most
+                // this chunk's rows, already sent, and the next one's.
+                let next = match chunks.next().await {
+                    Some(next) => self.prepare_batch(&ctx, next)?,
+                    None => None,
+                };
+                let sql = if next.is_some() {
+                    &move_and_empty
+                } else {
+                    &move_rows
+                };
+                let moved = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
                     .execute(&mut **conn)
                     .await
                     .map_err(exec_err);
                 inserted += unit.check(&ctx, moved)?.rows_affected();
                 drop(conn);
-                let Some(next) = chunks.next().await else {
-                    break;
-                };
-                let Some(next) = self.prepare_batch(&ctx, next)? else {
+                let Some(next) = next else {
                     break;
                 };
                 chunk = next;
