@@ -96,10 +96,12 @@ impl TestDatabase {
     }
 
     /// A pool connected as [`APP_ROLE`], subject to row-level security: what an application
-    /// should use.
+    /// should use. It has the pool options of [`connect`](crate::connect)
+    /// ([`connect_options`](crate::connect_options)), so that code under test meets the pool
+    /// it meets in production.
     pub async fn connect_as_app(&self) -> Result<DatabaseConnection> {
         let url = self.app_url().await?;
-        Database::connect(&url)
+        Database::connect(crate::connect_options(&url))
             .await
             .map_err(|e| Error::database(Operation::Connect, e))
     }
