@@ -145,10 +145,10 @@ impl Pool {
                 open: true,
             }),
             Err(e) => {
+                // Whatever failed, the connection may hold half a transaction (BEGIN done, the
+                // setting refused): it is closed, never handed out again.
+                conn.close_on_drop();
                 let retry = broken(&e);
-                if retry {
-                    conn.close_on_drop();
-                }
                 Err((conn_err(e), retry))
             }
         }
