@@ -1,14 +1,15 @@
 //! How the scope uses its pool: round trips on the critical path of an operation, a pooled
 //! connection that broke while idle, and the tenant literal of the one-trip BEGIN.
 //!
-//! Every test here connects as the application role (subject to row-level security).
+//! Every test here connects as the application role (subject to row-level security), but the
+//! one of `CrossTenant`, which needs a role that bypasses it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use flakeguard_db::entity::{fg_repository, fg_test_case, organization};
+use flakeguard_db::entity::{fg_repository, fg_test_case, organization, user};
 use flakeguard_db::sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection, DbBackend, Set, Statement,
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait, Set, Statement,
 };
 use flakeguard_db::testing::{APP_ROLE, TestDatabase, TripCounter};
 use flakeguard_db::{MAX_ORG_ID_LEN, OrgId, TenantScope};
@@ -203,4 +204,53 @@ fn the_tenant_literal_is_quoted() {
         flakeguard_db::tenant_begin_sql(&org),
         "BEGIN; SET LOCAL app.current_tenant_id = 'acme-1_x'"
     );
+}
+
+#[tokio::test]
+async fn global_tables_and_cross_tenant_skip_the_ping_too() {
+    let db = TestDatabase::new().await.unwrap();
+    let proxy = TripCounter::start(&db.app_url().await.unwrap())
+        .await
+        .unwrap();
+    let mut opts = flakeguard_db::connect_options(&proxy.url());
+    opts.max_connections(1);
+    let app = flakeguard_db::Db::new(Database::connect(opts).await.unwrap());
+    let platform_proxy = TripCounter::start(&db.platform_url().await.unwrap())
+        .await
+        .unwrap();
+    let mut opts = flakeguard_db::connect_options(&platform_proxy.url());
+    opts.max_connections(1);
+    let platform = flakeguard_db::CrossTenant::new(Database::connect(opts).await.unwrap())
+        .await
+        .unwrap();
+    let users = app.global();
+    let ada = users
+        .insert(user::ActiveModel {
+            email: Set("ada@example.com".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let list = Statement::from_string(DbBackend::Postgres, r#"SELECT id FROM "Organization""#);
+    for round in 0..2 {
+        let read = critical_trips(&proxy, || async {
+            users
+                .one(user::Entity::find_by_id(ada.id.clone()))
+                .await
+                .unwrap()
+                .unwrap();
+        })
+        .await;
+        let raw = critical_trips(&platform_proxy, || async {
+            platform.query_raw(list.clone()).await.unwrap();
+        })
+        .await;
+        eprintln!("round {round}: global read {read}, cross-tenant raw {raw}");
+        if round == 1 {
+            // BEGIN, the SELECT (its ROLLBACK queued): no ping before it.
+            assert_eq!(read, 2, "round trips of a GlobalTables read");
+            // BEGIN, the query, COMMIT.
+            assert_eq!(raw, 3, "round trips of a CrossTenant raw query");
+        }
+    }
 }
