@@ -598,3 +598,106 @@ async fn the_shapes_a_scope_allows_keep_working_and_stay_within_the_tenant() {
         .unwrap();
     assert!(users.len() >= 2);
 }
+
+/// Every write of the public API that points a foreign key at B's repository, on the superuser
+/// with the composite tenant key of `FGTestCase` dropped: neither row-level security nor the
+/// schema would refuse it, so the ownership check the scope puts into (or before) the write is
+/// all that stands. Each is `TenantDenied`, and neither tenant's rows change.
+#[tokio::test]
+async fn writes_pointing_at_another_tenants_row_are_refused_by_the_rust_lock_alone() {
+    let w = world().await;
+    w.admin
+        .execute_unprepared(
+            r#"ALTER TABLE "FGTestCase" DROP CONSTRAINT "FGTestCase_orgId_repoId_fkey""#,
+        )
+        .await
+        .unwrap();
+    let (a_before, b_before) = (
+        fingerprint(&w.admin, &w.a).await,
+        fingerprint(&w.admin, &w.b).await,
+    );
+    let s = TenantScope::new(w.admin.clone(), w.a.org.clone());
+    let theirs = w.b.key("FGRepository").to_owned();
+    let case = |name: &str| fg_test_case::ActiveModel {
+        repo_id: Set(theirs.clone()),
+        suite: Set("unit".into()),
+        name: Set(name.to_owned()),
+        ..Default::default()
+    };
+    let repointed = fg_test_case::ActiveModel {
+        id: Set(w.a.key("FGTestCase").to_owned()),
+        repo_id: Set(theirs.clone()),
+        ..Default::default()
+    };
+    let conflict = [
+        fg_test_case::Column::RepoId,
+        fg_test_case::Column::Suite,
+        fg_test_case::Column::ClassName,
+        fg_test_case::Column::Name,
+    ];
+    let inside = case("in a transaction");
+    let outcomes = vec![
+        ("insert", s.insert(case("insert")).await.map(|_| ())),
+        ("update", s.update(repointed.clone()).await.map(|_| ())),
+        (
+            "update_many",
+            s.update_many(
+                fg_test_case::ActiveModel {
+                    repo_id: Set(theirs.clone()),
+                    ..Default::default()
+                },
+                Condition::all(),
+            )
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "upsert",
+            s.upsert(case("upsert"), conflict).await.map(|_| ()),
+        ),
+        (
+            "insert_many",
+            s.insert_many(vec![case("many")]).await.map(|_| ()),
+        ),
+        (
+            "insert_many_copy",
+            s.insert_many_copy(vec![case("copy")]).await.map(|_| ()),
+        ),
+        (
+            "insert in a transaction",
+            s.transaction(|tx| {
+                Box::pin(async move {
+                    tx.insert(inside).await?;
+                    Ok::<_, Error>(())
+                })
+            })
+            .await,
+        ),
+        (
+            "update in a transaction",
+            s.transaction(|tx| {
+                Box::pin(async move {
+                    tx.update(repointed).await?;
+                    Ok::<_, Error>(())
+                })
+            })
+            .await,
+        ),
+    ];
+    for (what, outcome) in outcomes {
+        assert!(
+            matches!(outcome, Err(Error::TenantDenied { .. })),
+            "{what}: {outcome:?}"
+        );
+    }
+    assert_eq!(
+        fingerprint(&w.admin, &w.a).await,
+        a_before,
+        "A's rows changed"
+    );
+    assert_eq!(
+        fingerprint(&w.admin, &w.b).await,
+        b_before,
+        "B's rows changed"
+    );
+}
