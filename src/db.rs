@@ -22,7 +22,7 @@ where
         .await
         .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))?;
     let out = f(&tx).await.map_err(|e| Error::from_db(ctx.clone(), e))?;
-    if matches!(ctx.operation, Operation::Find | Operation::Count) {
+    if ctx.operation.reads_only() {
         // A read wrote nothing: its ROLLBACK is queued, not waited for, as a scope's reads.
         drop(tx);
         return Ok(out);

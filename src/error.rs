@@ -64,6 +64,12 @@ impl Operation {
                 | Operation::Upsert
         )
     }
+
+    /// Whether the operation only reads ([`Operation::Find`], [`Operation::Count`]): its
+    /// transaction has nothing to commit and ends with a queued rollback.
+    pub(crate) fn reads_only(self) -> bool {
+        matches!(self, Operation::Find | Operation::Count)
+    }
 }
 
 impl Operation {

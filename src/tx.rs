@@ -183,22 +183,25 @@ impl Tx {
     }
 
     /// Commits (or releases the savepoint).
-    pub(crate) async fn commit(mut self) -> Result<(), DbErr> {
-        let mut conn = self.conn.lock().await;
-        PgTransactionManager::commit(&mut conn)
-            .await
-            .map_err(exec_err)?;
-        drop(conn);
-        self.open = false;
-        Ok(())
+    pub(crate) async fn commit(self) -> Result<(), DbErr> {
+        self.end(true).await
     }
 
     /// Rolls back (to the savepoint), waiting for the server's answer.
-    pub(crate) async fn rollback(mut self) -> Result<(), DbErr> {
+    pub(crate) async fn rollback(self) -> Result<(), DbErr> {
+        self.end(false).await
+    }
+
+    /// Commits or rolls back. A failure leaves the Tx open, so that dropping it queues the
+    /// rollback.
+    async fn end(mut self, commit: bool) -> Result<(), DbErr> {
         let mut conn = self.conn.lock().await;
-        PgTransactionManager::rollback(&mut conn)
-            .await
-            .map_err(exec_err)?;
+        if commit {
+            PgTransactionManager::commit(&mut conn).await
+        } else {
+            PgTransactionManager::rollback(&mut conn).await
+        }
+        .map_err(exec_err)?;
         drop(conn);
         self.open = false;
         Ok(())

@@ -98,18 +98,22 @@ fn occurrence(test: &str, run: &str, status: &str) -> fg_occurrence::ActiveModel
     }
 }
 
-/// Occurrence rows of all organizations, counted past row-level security.
-async fn all_occurrences(admin: &DatabaseConnection) -> i64 {
+/// The rows of `table` of all organizations, counted past row-level security.
+async fn rows_in(admin: &DatabaseConnection, table: &str) -> i64 {
     admin
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            r#"SELECT count(*) AS n FROM "FGOccurrence""#,
+            format!(r#"SELECT count(*) AS n FROM "{table}""#),
         ))
         .await
         .unwrap()
         .unwrap()
         .try_get("", "n")
         .unwrap()
+}
+
+async fn all_occurrences(admin: &DatabaseConnection) -> i64 {
+    rows_in(admin, "FGOccurrence").await
 }
 
 /// Text that COPY's text format must escape.
@@ -364,16 +368,7 @@ fn run(repo: &str, n: usize) -> fg_workflow_run::ActiveModel {
 }
 
 async fn runs_of(admin: &DatabaseConnection) -> i64 {
-    admin
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            r#"SELECT count(*) AS n FROM "FGWorkflowRun""#,
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap()
+    rows_in(admin, "FGWorkflowRun").await
 }
 
 #[tokio::test]

@@ -41,6 +41,14 @@ async fn repository(scope: &TenantScope, name: &str) -> String {
         .id
 }
 
+/// A pool of one connection to `url` on the crate's pool options, so that what one operation
+/// prepares (statements, a broken connection) is what the next one meets.
+async fn one_connection(url: &str) -> DatabaseConnection {
+    let mut opts = flakeguard_db::connect_options(url);
+    opts.max_connections(1).min_connections(1);
+    Database::connect(opts).await.unwrap()
+}
+
 /// The round trips `op` makes before it returns, counted by `proxy`; the pool's release ping
 /// (sent in the background after the operation returned) is let through before and after, and
 /// not counted.
@@ -66,9 +74,7 @@ async fn a_scoped_read_takes_two_round_trips_and_a_single_write_three() {
     // One connection, so that the statements prepared in the first round are prepared on the
     // connection of the second: sqlx prepares a statement on its first use on a connection,
     // which is one trip more, once.
-    let mut opts = flakeguard_db::connect_options(&proxy.url());
-    opts.max_connections(1);
-    let app = flakeguard_db::Db::new(Database::connect(opts).await.unwrap());
+    let app = flakeguard_db::Db::new(one_connection(&proxy.url()).await);
     let s = app.scope(OrgId::new("acme").unwrap());
     let repo = seed(&s).await;
 
@@ -145,9 +151,7 @@ async fn app_backends(admin: &DatabaseConnection) -> Vec<i32> {
 async fn a_pooled_connection_that_broke_while_idle_is_replaced_at_begin() {
     let db = TestDatabase::new().await.unwrap();
     let admin = db.connect().await.unwrap();
-    let mut opts = flakeguard_db::connect_options(&db.app_url().await.unwrap());
-    opts.max_connections(1).min_connections(1);
-    let app = flakeguard_db::Db::new(Database::connect(opts).await.unwrap());
+    let app = flakeguard_db::Db::new(one_connection(&db.app_url().await.unwrap()).await);
     let s = app.scope(OrgId::new("acme").unwrap());
     let repo = seed(&s).await;
 
@@ -212,15 +216,11 @@ async fn global_tables_and_cross_tenant_skip_the_ping_too() {
     let proxy = TripCounter::start(&db.app_url().await.unwrap())
         .await
         .unwrap();
-    let mut opts = flakeguard_db::connect_options(&proxy.url());
-    opts.max_connections(1);
-    let app = flakeguard_db::Db::new(Database::connect(opts).await.unwrap());
+    let app = flakeguard_db::Db::new(one_connection(&proxy.url()).await);
     let platform_proxy = TripCounter::start(&db.platform_url().await.unwrap())
         .await
         .unwrap();
-    let mut opts = flakeguard_db::connect_options(&platform_proxy.url());
-    opts.max_connections(1);
-    let platform = flakeguard_db::CrossTenant::new(Database::connect(opts).await.unwrap())
+    let platform = flakeguard_db::CrossTenant::new(one_connection(&platform_proxy.url()).await)
         .await
         .unwrap();
     let users = app.global();

@@ -7,7 +7,7 @@
 mod support;
 
 use flakeguard_db::entity::*;
-use flakeguard_db::sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query};
+use flakeguard_db::sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SelectStatement};
 use flakeguard_db::sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
     QueryFilter, QuerySelect, RelationTrait, Set, Statement,
@@ -105,18 +105,21 @@ fn any_case_name() -> Expr {
     )
 }
 
+/// `SELECT 1 FROM "FGTestCase" WHERE id = <B's test case>`, written by a caller: no tenant
+/// predicate.
+fn b_case_query(w: &World) -> SelectStatement {
+    Query::select()
+        .expr(Expr::val(1))
+        .from(fg_test_case::Entity)
+        .and_where(
+            Expr::col((fg_test_case::Entity, fg_test_case::Column::Id)).eq(w.b.key("FGTestCase")),
+        )
+        .to_owned()
+}
+
 /// B's test case `name`, where an oracle would look for it.
 fn b_case_exists(w: &World) -> Expr {
-    Expr::exists(
-        Query::select()
-            .expr(Expr::val(1))
-            .from(fg_test_case::Entity)
-            .and_where(
-                Expr::col((fg_test_case::Entity, fg_test_case::Column::Id))
-                    .eq(w.b.key("FGTestCase")),
-            )
-            .to_owned(),
-    )
+    Expr::exists(b_case_query(w))
 }
 
 /// Every attempt, through a scope and the global tables' handle on `db`.
@@ -386,14 +389,7 @@ async fn attempts(w: &World, db: &DatabaseConnection) -> Vec<(&'static str, Outc
         )
         .union(
             flakeguard_db::sea_orm::sea_query::UnionType::All,
-            Query::select()
-                .expr(Expr::val(1))
-                .from(fg_test_case::Entity)
-                .and_where(
-                    Expr::col((fg_test_case::Entity, fg_test_case::Column::Id))
-                        .eq(w.b.key("FGTestCase")),
-                )
-                .to_owned(),
+            b_case_query(w),
         )
         .to_owned();
     outcomes.push((

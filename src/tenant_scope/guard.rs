@@ -198,19 +198,6 @@ impl TenantScope {
         cond
     }
 
-    /// After a write that carried [`TenantScope::owned`] changed nothing: the refusal naming
-    /// the foreign key that failed, found by [`TenantScope::verify_fks`] (one more round trip,
-    /// on this path only); `Ok` when every reference is this tenant's after all, so that the
-    /// write changed nothing for another reason.
-    pub(crate) async fn explain_refusal(
-        &self,
-        unit: &Unit<'_>,
-        ctx: &Context,
-        checks: &[FkCheck],
-    ) -> Result<()> {
-        self.verify_fks(unit, ctx, checks).await
-    }
-
     /// The values `row` sets, as a `SELECT` of them (no `FROM`) that returns its row only when
     /// `checks` hold: an `INSERT ... SELECT` with it writes the row, or nothing. The columns are
     /// those, and in the order, that SeaORM's insert of `row` names.

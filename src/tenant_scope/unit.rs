@@ -123,9 +123,7 @@ impl TenantScope {
                 tx: lock(shared, ctx).await?,
                 shared,
             },
-            Conn::Pool(db) if matches!(ctx.operation, Operation::Find | Operation::Count) => {
-                Unit::Read(self.begin(db, ctx).await?)
-            }
+            Conn::Pool(db) if ctx.operation.reads_only() => Unit::Read(self.begin(db, ctx).await?),
             Conn::Pool(db) => Unit::Own(self.begin(db, ctx).await?),
         })
     }
@@ -162,7 +160,9 @@ impl TenantScope {
     /// The foreign-key checks `before` run first, in a round trip of their own. The checks
     /// `folded` are carried by `f`'s statement itself ([`TenantScope::owned`]); when it then
     /// changed nothing (SeaORM's `RecordNotInserted`, `RecordNotUpdated` or `RecordNotFound`), and a check may be
-    /// why, the refusal is explained ([`TenantScope::explain_refusal`]).
+    /// why, [`TenantScope::verify_fks`] runs then (one more round trip, on this path only) to
+    /// name the foreign key that failed; when every reference is this tenant's after all, the
+    /// statement changed nothing for another reason and its own error stands.
     pub(crate) async fn statement<T, F>(
         &self,
         ctx: &Context,
@@ -183,7 +183,7 @@ impl TenantScope {
                     | DbErr::RecordNotUpdated
                     | DbErr::RecordNotFound(_)),
                 ) if !folded.is_empty() => {
-                    self.explain_refusal(&unit, ctx, folded).await?;
+                    self.verify_fks(&unit, ctx, folded).await?;
                     Err(e)
                 }
                 out => out,
