@@ -688,6 +688,30 @@ fn read_workloads(
                     }
                 },
             ),
+            // One simple-protocol query carrying BEGIN with the tenant, the SELECT with its values
+            // as literals and the ROLLBACK: one round trip on sqlx alone.
+            contender(SIMPLE_POINT, {
+                let p = app.get_postgres_connection_pool().clone();
+                move |call| {
+                    let p = p.clone();
+                    async move {
+                        use futures_util::TryStreamExt;
+                        let id = test_id(ORG, pick(call, 1, TESTS));
+                        let sql = format!(
+                            "BEGIN; SET LOCAL app.current_tenant_id = 'acme'; SELECT * FROM \"FGTestCase\" WHERE \"FGTestCase\".\"id\" = '{id}' AND \"FGTestCase\".\"orgId\" = 'acme'; ROLLBACK"
+                        );
+                        let mut conn = p.acquire().await?;
+                        let rows: Vec<sqlx::postgres::PgRow> = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                            .fetch(&mut *conn)
+                            .try_collect()
+                            .await?;
+                        let row = rows.into_iter().next().ok_or("missing row")?;
+                        let _ = sea_orm::QueryResult::from(row);
+                        Ok(())
+                    }
+                }
+            })
+            .keyed("point-read/floor-simple"),
             // What a pipelining driver allows: BEGIN with the tenant, the SELECT and the ROLLBACK
             // sent together, one round trip (tokio-postgres pipelines requests polled together).
             contender(PIPELINED_POINT, {
@@ -865,6 +889,7 @@ fn read_workloads(
 
 const SCOPED_POINT: &str = "TenantScope::find_by_id (app role, RLS)";
 const PIPELINED_POINT: &str = "floor: tokio-postgres, BEGIN+SET, SELECT, ROLLBACK in 1 trip";
+const SIMPLE_POINT: &str = "floor: sqlx, one simple query, BEGIN+SET, SELECT, ROLLBACK";
 const RAW_POINT: &str = "raw SeaORM Entity::find_by_id (superuser)";
 const RAW_POINT_CRATE: &str = "raw SeaORM find_by_id, crate's pool options";
 const SCOPED_FIVE: &str = "TenantScope::transaction, five queries";

@@ -77,7 +77,9 @@ pub use global::GlobalTables;
 pub use lock::FUNCTIONS as ALLOWED_FUNCTIONS;
 pub use org_id::{MAX_ORG_ID_LEN, OrgId};
 pub use sea_orm;
-pub use tenant_scope::{COPY_CHUNK_ROWS, Page, ScopedSelect, TenantRow, TenantScope};
+pub use tenant_scope::{
+    COPY_CHUNK_ROWS, Page, ScopedCursor, ScopedSelect, ScopedSelector, TenantRow, TenantScope,
+};
 pub use tx::tenant_begin_sql;
 
 use std::sync::Arc;

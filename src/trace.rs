@@ -20,6 +20,18 @@ use tracing::Instrument;
 use crate::Result;
 use crate::error::Context;
 
+/// The `flakeguard.operation` span of `ctx`, with `rows` and `outcome` to record.
+pub(crate) fn operation_span(ctx: &Context) -> tracing::Span {
+    tracing::info_span!(
+        "flakeguard.operation",
+        tenant = ctx.tenant.as_ref().map(|t| t.as_str()).unwrap_or(""),
+        table = ctx.table.unwrap_or(""),
+        operation = ctx.operation.as_str(),
+        rows = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
+}
+
 /// Runs `work`, the operation of `ctx`, in a `flakeguard.operation` span, and records its row
 /// count (`rows` of the result) and outcome.
 pub(crate) async fn operation<T>(
@@ -27,14 +39,7 @@ pub(crate) async fn operation<T>(
     rows: fn(&T) -> u64,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
-    let span = tracing::info_span!(
-        "flakeguard.operation",
-        tenant = ctx.tenant.as_ref().map(|t| t.as_str()).unwrap_or(""),
-        table = ctx.table.unwrap_or(""),
-        operation = ctx.operation.as_str(),
-        rows = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-    );
+    let span = operation_span(ctx);
     let started = Instant::now();
     let result = work.instrument(span.clone()).await;
     match &result {

@@ -225,6 +225,27 @@ impl Drop for Tx {
     }
 }
 
+impl Tx {
+    /// The rows of `stmt` as the server sends them (the connection is held until the stream
+    /// ends or is dropped; a dropped stream leaves the rest of the result to the driver, which
+    /// discards it before the connection's next statement).
+    pub(crate) fn stream_raw<'a>(
+        &'a self,
+        stmt: &'a Statement,
+    ) -> futures_util::stream::BoxStream<'a, Result<QueryResult, DbErr>> {
+        Box::pin(async_stream::try_stream! {
+            let mut conn = self.conn.lock().await;
+            let mut rows = query(stmt).fetch(&mut **conn);
+            while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows)
+                .await
+                .map_err(query_err)?
+            {
+                yield QueryResult::from(row);
+            }
+        })
+    }
+}
+
 fn query(stmt: &Statement) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
     let values = stmt
         .values

@@ -23,6 +23,7 @@
 //! - `mod.rs`: the scope type and [`TenantScope::transaction`];
 //! - `unit.rs`: the unit of work, i.e. how one operation gets its transaction;
 //! - `read.rs`: reads and [`ScopedSelect`];
+//! - `shape.rs`: projections, aggregates, left joins, streams, keyset pages, eager loading;
 //! - `write.rs`: writes;
 //! - `guard.rs`: the write guard ("orgId" fill-in, foreign-key ownership checks);
 //! - `copy.rs`: the COPY path for large batches.
@@ -42,6 +43,7 @@
 mod copy;
 mod guard;
 mod read;
+mod shape;
 mod unit;
 mod write;
 
@@ -57,6 +59,7 @@ use tracing::Instrument;
 
 pub use copy::COPY_CHUNK_ROWS;
 pub use read::{Page, ScopedSelect};
+pub use shape::{ScopedCursor, ScopedSelector};
 
 use crate::error::{Context, Operation};
 use crate::tx::{Pool, Tx};

@@ -160,10 +160,10 @@ impl TenantScope {
 /// result, and joins add the joined table's own tenant predicate.
 #[must_use = "a query does nothing until it is run with all, one, count or page"]
 pub struct ScopedSelect<'s, E: EntityTrait> {
-    scope: &'s TenantScope,
-    select: Select<E>,
+    pub(super) scope: &'s TenantScope,
+    pub(super) select: Select<E>,
     /// The first raw SQL text the caller gave (see [`crate::lock::raw_text`]).
-    refused: Option<String>,
+    pub(super) refused: Option<String>,
 }
 
 /// One page of results, from [`ScopedSelect::page`].
@@ -206,7 +206,7 @@ where
 
     /// Remembers the first raw SQL text among the caller's expressions; the query then fails
     /// with [`Error::InvalidInput`] when it is run, before anything is sent.
-    fn refuse_raw(&mut self, e: &Expr) {
+    pub(super) fn refuse_raw(&mut self, e: &Expr) {
         if self.refused.is_none() {
             self.refused = crate::lock::raw_text(e);
         }
@@ -351,27 +351,10 @@ where
         E: Related<R>,
     {
         let ctx = self.scope.ctx_for::<E>(Operation::Find);
-        let org = self.scope.org.clone();
-        let mut select = self.select;
-        if let Some(via) = <E as Related<R>>::via() {
-            let link = table_of(&via.to_tbl).and_then(|t| flakeguard_entity::table(&t));
-            let org = org.clone();
-            let via = match link {
-                Some(link) => via.on_condition(move |_, _| {
-                    (link.row_filter)(org.as_str()).unwrap_or_else(Condition::all)
-                }),
-                None => via,
-            };
-            select = select.join(JoinType::LeftJoin, via);
-        }
-        let to =
-            <E as Related<R>>::to().on_condition(move |_, _| R::tenant_condition(org.as_str()));
-        let select = select
-            .join(JoinType::LeftJoin, to)
-            .select_also(R::default());
-        self.scope
-            .verified(&ctx, &select, self.refused.as_deref())?;
-        self.scope
+        let (scope, refused) = (self.scope, self.refused.clone());
+        let select = self.left_join::<R>().select.select_also(R::default());
+        scope.verified(&ctx, &select, refused.as_deref())?;
+        scope
             .statement(&ctx, &[], &[], trace::len, |tx| Box::pin(select.all(tx)))
             .await
     }
