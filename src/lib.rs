@@ -62,6 +62,7 @@ mod global;
 mod input;
 mod lock;
 mod org_id;
+pub mod reports;
 mod tenant_scope;
 #[cfg(feature = "testing")]
 pub mod testing;
