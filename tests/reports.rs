@@ -150,13 +150,16 @@ async fn failure_rates_count_the_window_of_the_tenants_repository() {
     }
 }
 
+/// A ranked test as compared: name, score, recent and previous rates, trend.
+type Ranked<'a> = (&'a str, f64, Option<f64>, Option<f64>, Option<f64>);
+
 #[tokio::test]
 async fn flakiest_tests_rank_by_score_with_their_trend() {
     let w = setup().await;
     let repo = w.a.key("FGRepository");
     for (role, s) in both(&w) {
         let top = reports::flakiest_tests(&s, repo, 10, 7).await.unwrap();
-        let got: Vec<(&str, f64, Option<f64>, Option<f64>, Option<f64>)> = top
+        let got: Vec<Ranked> = top
             .iter()
             .map(|t| {
                 (
