@@ -22,7 +22,7 @@
 //! score first (the `("orgId", "score")` index), then the failure counts of just those tests
 //! over two windows. A single statement would aggregate every test's occurrences before it
 //! could order by score. The benchmark compares each function with the same SQL written by
-//! hand and sent without row-level security (examples/bench.rs, `--only reports`).
+//! hand and sent without row-level security (examples/bench, `--only reports`).
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use flakeguard_entity::enums::FgQuarantineState;

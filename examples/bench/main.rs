@@ -51,6 +51,8 @@
 //! No timing is asserted anywhere in the test suite: this program is the only judge, and it
 //! reports MISS instead of failing.
 
+mod reports;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -415,8 +417,10 @@ async fn seed_main(raw: &DatabaseConnection) -> Res {
 }
 
 /// The dashboard dataset: 100 organizations, each with a repository, 100 test cases and 100
-/// runs, and one occurrence of every test in every run: 1,000,000 occurrences. Rows of the
-/// organizations are interleaved on disk, as ingestion over time would leave them.
+/// runs (one every three hours, over twelve days), and one occurrence of every test in every
+/// run: 1,000,000 occurrences; and what the reports read besides (flake scores, clusters,
+/// quarantines: `reports::seed`). Rows of the organizations are interleaved on disk, as
+/// ingestion over time would leave them.
 async fn seed_dashboard(raw: &DatabaseConnection) -> Res {
     let orgs = format!(
         "(SELECT 'org-' || lpad(n::text, 3, '0') AS o FROM generate_series(1, {DASH_ORGS}) n) orgs"
@@ -466,7 +470,7 @@ async fn seed_dashboard(raw: &DatabaseConnection) -> Res {
                SELECT 'occ-' || orgs.o || '-' || r || '-' || t, orgs.o, 'tc-' || orgs.o || '-' || t,
                       'run-' || orgs.o || '-' || r, f.status, (random() * 2000)::int,
                       CASE WHEN f.status = 'failed' THEN 'AssertionError <n>' END, 1,
-                      now() - ((({DASH_RUNS} - r) * 10) || ' minutes')::interval
+                      now() - ((({DASH_RUNS} - r) * 3) || ' hours')::interval
                FROM generate_series(1, {DASH_RUNS}) r, {orgs}, generate_series(1, {DASH_TESTS}) t,
                     LATERAL (SELECT CASE WHEN random() < (t % 20) / 100.0 THEN 'failed'
                                          ELSE 'passed' END AS status) f
@@ -474,6 +478,7 @@ async fn seed_dashboard(raw: &DatabaseConnection) -> Res {
         ),
     )
     .await?;
+    reports::seed(raw, &orgs, DASH_TESTS).await?;
     exec(raw, "VACUUM ANALYZE").await?;
     Ok(())
 }
@@ -2079,6 +2084,55 @@ async fn machine() -> String {
     format!("{nproc} CPU(s) ({cpu}), MemTotal {mem}")
 }
 
+/// The dashboard workload on the dashboard dataset, with its plans and server-side times.
+async fn dashboard(
+    cfg: &Config,
+    db: &TestDatabase,
+    app: &DatabaseConnection,
+    raw: &DatabaseConnection,
+    outcomes: &mut Vec<Outcome>,
+    all_goals: &mut Vec<(&'static str, Goal)>,
+) -> Res {
+    let org = dash_org(41);
+    let s = scope(&app, &org)?;
+    // Twice each, so that the plans shown are of a warm cache.
+    for _ in 0..2 {
+        raw.query_all_raw(dashboard_stmt(DASHBOARD_SQL, &org))
+            .await?;
+        s.query_raw(dashboard_stmt(DASHBOARD_SQL, &org)).await?;
+    }
+    explain("no RLS (superuser)", &raw, None, DASHBOARD_SQL, &org).await?;
+    explain(
+        "RLS (app role in a TenantScope)",
+        &app,
+        Some(&s),
+        DASHBOARD_SQL,
+        &org,
+    )
+    .await?;
+    explain(
+        "RLS only, no orgId filter in the SQL",
+        &app,
+        Some(&s),
+        DASHBOARD_RLS_ONLY_SQL,
+        &org,
+    )
+    .await?;
+    let platform = flakeguard_db::connect(&db.platform_url().await?)
+        .await?
+        .unscoped_connection()
+        .clone();
+    server_times(&raw, &app, &platform, if cfg.long { 101 } else { 31 }).await?;
+    let w = dashboard_workload(&cfg, &app, &raw);
+    for clients in [1, 8] {
+        let o = run_workload(&w, clients).await?;
+        print_outcome(&o);
+        outcomes.push(o);
+    }
+    all_goals.extend(w.goals.into_iter().map(|g| (w.name, g)));
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Res {
     let cfg = Config::from_args()?;
@@ -2171,7 +2225,7 @@ async fn main() -> Res {
         stream_memory(cfg.long).await?;
     }
 
-    if cfg.wants("dashboard") {
+    if cfg.wants("dashboard") || cfg.wants("reports") {
         let db = TestDatabase::new().await?;
         let admin = db.connect().await?;
         let t = Instant::now();
@@ -2184,43 +2238,19 @@ async fn main() -> Res {
             DASH_ORGS * DASH_TESTS * DASH_RUNS,
             t.elapsed().as_secs_f64()
         );
-        let org = dash_org(41);
-        let s = scope(&app, &org)?;
-        // Twice each, so that the plans shown are of a warm cache.
-        for _ in 0..2 {
-            raw.query_all_raw(dashboard_stmt(DASHBOARD_SQL, &org))
-                .await?;
-            s.query_raw(dashboard_stmt(DASHBOARD_SQL, &org)).await?;
+        if cfg.wants("reports") {
+            for w in reports::workloads(&cfg, &app, &raw) {
+                for clients in [1, 8] {
+                    let o = run_workload(&w, clients).await?;
+                    print_outcome(&o);
+                    outcomes.push(o);
+                }
+                all_goals.extend(w.goals.into_iter().map(|g| (w.name, g)));
+            }
         }
-        explain("no RLS (superuser)", &raw, None, DASHBOARD_SQL, &org).await?;
-        explain(
-            "RLS (app role in a TenantScope)",
-            &app,
-            Some(&s),
-            DASHBOARD_SQL,
-            &org,
-        )
-        .await?;
-        explain(
-            "RLS only, no orgId filter in the SQL",
-            &app,
-            Some(&s),
-            DASHBOARD_RLS_ONLY_SQL,
-            &org,
-        )
-        .await?;
-        let platform = flakeguard_db::connect(&db.platform_url().await?)
-            .await?
-            .unscoped_connection()
-            .clone();
-        server_times(&raw, &app, &platform, if cfg.long { 101 } else { 31 }).await?;
-        let w = dashboard_workload(&cfg, &app, &raw);
-        for clients in [1, 8] {
-            let o = run_workload(&w, clients).await?;
-            print_outcome(&o);
-            outcomes.push(o);
+        if cfg.wants("dashboard") {
+            dashboard(&cfg, &db, &app, &raw, &mut outcomes, &mut all_goals).await?;
         }
-        all_goals.extend(w.goals.into_iter().map(|g| (w.name, g)));
     }
 
     println!("\nGoals");
