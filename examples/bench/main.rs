@@ -2094,17 +2094,17 @@ async fn dashboard(
     all_goals: &mut Vec<(&'static str, Goal)>,
 ) -> Res {
     let org = dash_org(41);
-    let s = scope(&app, &org)?;
+    let s = scope(app, &org)?;
     // Twice each, so that the plans shown are of a warm cache.
     for _ in 0..2 {
         raw.query_all_raw(dashboard_stmt(DASHBOARD_SQL, &org))
             .await?;
         s.query_raw(dashboard_stmt(DASHBOARD_SQL, &org)).await?;
     }
-    explain("no RLS (superuser)", &raw, None, DASHBOARD_SQL, &org).await?;
+    explain("no RLS (superuser)", raw, None, DASHBOARD_SQL, &org).await?;
     explain(
         "RLS (app role in a TenantScope)",
-        &app,
+        app,
         Some(&s),
         DASHBOARD_SQL,
         &org,
@@ -2112,7 +2112,7 @@ async fn dashboard(
     .await?;
     explain(
         "RLS only, no orgId filter in the SQL",
-        &app,
+        app,
         Some(&s),
         DASHBOARD_RLS_ONLY_SQL,
         &org,
@@ -2122,8 +2122,8 @@ async fn dashboard(
         .await?
         .unscoped_connection()
         .clone();
-    server_times(&raw, &app, &platform, if cfg.long { 101 } else { 31 }).await?;
-    let w = dashboard_workload(&cfg, &app, &raw);
+    server_times(raw, app, &platform, if cfg.long { 101 } else { 31 }).await?;
+    let w = dashboard_workload(cfg, app, raw);
     for clients in [1, 8] {
         let o = run_workload(&w, clients).await?;
         print_outcome(&o);
