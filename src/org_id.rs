@@ -93,6 +93,25 @@ impl AsRef<str> for OrgId {
     }
 }
 
+/// The UUID's hyphenated lower-case form (`67e55044-10b1-426f-9247-bb680e5fe0c8`): 36
+/// characters of `[0-9a-f-]`, always a valid tenant id. For applications that key their
+/// organizations by UUID; the `Organization` row's "id" is then that text.
+///
+/// ```
+/// # #[cfg(feature = "uuid")] {
+/// let uuid = uuid::Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e0c8);
+/// let org = flakeguard_db::OrgId::from(uuid);
+/// assert_eq!(org.as_str(), "67e55044-10b1-426f-9247-bb680e5fe0c8");
+/// # }
+/// ```
+#[cfg(feature = "uuid")]
+impl From<uuid::Uuid> for OrgId {
+    fn from(id: uuid::Uuid) -> Self {
+        let mut buf = uuid::Uuid::encode_buffer();
+        OrgId(Arc::from(&*id.hyphenated().encode_lower(&mut buf)))
+    }
+}
+
 impl FromStr for OrgId {
     type Err = Error;
 
@@ -136,6 +155,20 @@ mod tests {
             );
         }
         assert!(OrgId::new(OrgId::generate().as_str()).is_ok());
+    }
+
+    #[cfg(feature = "uuid")]
+    #[test]
+    fn a_uuid_is_always_a_valid_tenant_id() {
+        for id in [
+            uuid::Uuid::nil(),
+            uuid::Uuid::max(),
+            uuid::Uuid::from_u128(0xdead_beef),
+        ] {
+            let org = OrgId::from(id);
+            assert_eq!(OrgId::new(org.as_str()).ok(), Some(org.clone()));
+            assert_eq!(org.as_str(), id.hyphenated().to_string());
+        }
     }
 
     #[test]

@@ -32,11 +32,12 @@ use flakeguard_entity::{
 };
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func};
 use sea_orm::{ColumnTrait, Condition, FromQueryResult};
+use serde::Serialize;
 
 use crate::{Result, TenantScope};
 
 /// One test's runs and failures over a window, from [`failure_rates`].
-#[derive(Debug, Clone, PartialEq, FromQueryResult)]
+#[derive(Debug, Clone, PartialEq, FromQueryResult, Serialize)]
 pub struct FailureRate {
     /// The test case ("FGTestCase"."id").
     pub test_id: String,
@@ -55,7 +56,7 @@ pub struct FailureRate {
 }
 
 /// A test ranked by flake score, from [`flakiest_tests`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlakyTest {
     /// The test case.
     pub test_id: String,
@@ -67,18 +68,13 @@ pub struct FlakyTest {
     pub recent_rate: Option<f64>,
     /// Its failure rate over the window before, `None` without runs there.
     pub previous_rate: Option<f64>,
-}
-
-impl FlakyTest {
     /// The change of the failure rate from the previous window to the last one (positive:
     /// failing more often); `None` unless both windows have runs.
-    pub fn trend(&self) -> Option<f64> {
-        Some(self.recent_rate? - self.previous_rate?)
-    }
+    pub trend: Option<f64>,
 }
 
 /// A failure cluster with the number of its test cases, from [`failure_clusters`].
-#[derive(Debug, Clone, PartialEq, FromQueryResult)]
+#[derive(Debug, Clone, PartialEq, FromQueryResult, Serialize)]
 pub struct ClusterSummary {
     /// The cluster.
     pub id: String,
@@ -93,7 +89,7 @@ pub struct ClusterSummary {
 }
 
 /// An active quarantine that ends soon, from [`expiring_quarantines`].
-#[derive(Debug, Clone, PartialEq, FromQueryResult)]
+#[derive(Debug, Clone, PartialEq, FromQueryResult, Serialize)]
 pub struct ExpiringQuarantine {
     /// The decision ("FGQuarantineDecision"."id").
     pub id: String,
@@ -249,9 +245,12 @@ pub async fn flakiest_tests(
         .into_iter()
         .map(|t| {
             let w = windows.iter().find(|w| w.test_id == t.test_id);
+            let recent_rate = w.and_then(|w| rate(w.recent_failures, w.recent_runs));
+            let previous_rate = w.and_then(|w| rate(w.previous_failures, w.previous_runs));
             FlakyTest {
-                recent_rate: w.and_then(|w| rate(w.recent_failures, w.recent_runs)),
-                previous_rate: w.and_then(|w| rate(w.previous_failures, w.previous_runs)),
+                recent_rate,
+                previous_rate,
+                trend: recent_rate.zip(previous_rate).map(|(r, p)| r - p),
                 test_id: t.test_id,
                 name: t.name,
                 score: t.score,

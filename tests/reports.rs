@@ -167,7 +167,7 @@ async fn flakiest_tests_rank_by_score_with_their_trend() {
                     t.score,
                     t.recent_rate,
                     t.previous_rate,
-                    t.trend(),
+                    t.trend,
                 )
             })
             .collect();
@@ -183,7 +183,7 @@ async fn flakiest_tests_rank_by_score_with_their_trend() {
         assert_eq!(one.len(), 1, "{role}");
         // Over one day, the previous window (1-2 days ago) is empty: no trend.
         let day = reports::flakiest_tests(&s, repo, 10, 1).await.unwrap();
-        assert!(day.iter().all(|t| t.trend().is_none()), "{role}: {day:?}");
+        assert!(day.iter().all(|t| t.trend.is_none()), "{role}: {day:?}");
         let theirs = reports::flakiest_tests(&s, w.b.key("FGRepository"), 10, 7)
             .await
             .unwrap();
