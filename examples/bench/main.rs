@@ -1682,7 +1682,11 @@ async fn stream_memory(long: bool) -> Res {
     }
     // 100,000 rows held at once, for scale: last, since the allocator keeps what it freed.
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let all = s.find::<fg_occurrence::Entity>().limit(100_000).all().await?;
+    let all = s
+        .find::<fg_occurrence::Entity>()
+        .limit(100_000)
+        .all()
+        .await?;
     let (_, peak) = memory_mib();
     println!(
         "  {:>9} rows read with ScopedSelect::all: peak resident memory {peak:.1} MiB{}",
