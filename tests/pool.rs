@@ -5,14 +5,17 @@
 //! one of `CrossTenant`, which needs a role that bypasses it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::Duration;
 
 use flakeguard_db::entity::{fg_repository, fg_test_case, organization, user};
 use flakeguard_db::sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait, Set, Statement,
+    ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Set, Statement,
 };
 use flakeguard_db::testing::{APP_ROLE, TestDatabase, TripCounter};
 use flakeguard_db::{MAX_ORG_ID_LEN, OrgId, TenantScope};
+use support::tenants::one_connection;
 
 /// Creates organization `org` and one repository of it, through a scope; returns the
 /// repository's id.
@@ -39,14 +42,6 @@ async fn repository(scope: &TenantScope, name: &str) -> String {
         .await
         .unwrap()
         .id
-}
-
-/// A pool of one connection to `url` on the crate's pool options, so that what one operation
-/// prepares (statements, a broken connection) is what the next one meets.
-async fn one_connection(url: &str) -> DatabaseConnection {
-    let mut opts = flakeguard_db::connect_options(url);
-    opts.max_connections(1).min_connections(1);
-    Database::connect(opts).await.unwrap()
 }
 
 /// The round trips `op` makes before it returns, counted by `proxy`; the pool's release ping

@@ -15,13 +15,12 @@ use std::time::Duration;
 use flakeguard_db::entity::*;
 use flakeguard_db::sea_orm::sea_query::{Expr, ExprTrait, Func};
 use flakeguard_db::sea_orm::{
-    ColumnTrait, ConnectionTrait, Database, DatabaseConnection, DbBackend, FromQueryResult, Set,
-    Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, FromQueryResult, Set, Statement,
 };
 use flakeguard_db::testing::TripCounter;
 use flakeguard_db::{Error, TenantScope};
 use futures_util::{StreamExt, TryStreamExt};
-use support::tenants::{Tenant, World, world};
+use support::tenants::{Tenant, World, one_connection, world};
 
 /// Adds to `t`'s data a second run (A: `adds` passed, `divides` failed; B: `adds` skipped,
 /// `divides` failed) and a test case `multiplies` without occurrences.
@@ -37,7 +36,7 @@ async fn more(w: &World, t: &Tenant, adds: &str) {
         })
         .await
         .unwrap();
-    for (case, status) in cases(w, t).await.iter().zip([adds, "failed"]) {
+    for (case, status) in w.cases(t).await.iter().zip([adds, "failed"]) {
         s.insert(fg_occurrence::ActiveModel {
             test_id: Set(case.id.clone()),
             run_id: Set(run.id.clone()),
@@ -58,32 +57,11 @@ async fn more(w: &World, t: &Tenant, adds: &str) {
     .unwrap();
 }
 
-/// `t`'s test cases by name, read on the application role.
-async fn cases(w: &World, t: &Tenant) -> Vec<fg_test_case::Model> {
-    w.scope(t)
-        .find::<fg_test_case::Entity>()
-        .order_by_asc(fg_test_case::Column::Name)
-        .all()
-        .await
-        .unwrap()
-}
-
 async fn setup() -> World {
     let w = world().await;
     more(&w, &w.a, "passed").await;
     more(&w, &w.b, "skipped").await;
     w
-}
-
-/// A's scope on the application role and on the superuser (the Rust lock alone).
-fn both(w: &World) -> [(&'static str, TenantScope); 2] {
-    [
-        ("application role", w.scope(&w.a)),
-        (
-            "superuser",
-            TenantScope::new(w.admin.clone(), w.a.org.clone()),
-        ),
-    ]
 }
 
 /// `SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END)`.
@@ -102,12 +80,13 @@ struct Rate {
 #[tokio::test]
 async fn projections_and_aggregates_read_into_structs_and_tuples() {
     let w = setup().await;
-    let ids: BTreeMap<String, String> = cases(&w, &w.a)
+    let ids: BTreeMap<String, String> = w
+        .cases(&w.a)
         .await
         .into_iter()
         .map(|c| (c.name, c.id))
         .collect();
-    for (role, s) in both(&w) {
+    for (role, s) in w.both_roles(&w.a) {
         let rates = s
             .find::<fg_occurrence::Entity>()
             .inner_join::<fg_test_case::Entity>()
@@ -166,7 +145,7 @@ async fn projections_and_aggregates_read_into_structs_and_tuples() {
 #[tokio::test]
 async fn a_left_join_keeps_rows_without_a_match_and_carries_the_predicate_in_on() {
     let w = setup().await;
-    for (role, s) in both(&w) {
+    for (role, s) in w.both_roles(&w.a) {
         let per_case: Vec<(String, i64)> = s
             .find::<fg_test_case::Entity>()
             .left_join::<fg_occurrence::Entity>()
@@ -201,7 +180,7 @@ async fn a_left_join_keeps_rows_without_a_match_and_carries_the_predicate_in_on(
 
     // A many-to-many left join: each cluster with the number of its test cases, the link
     // table's predicate in its own ON.
-    for (role, s) in both(&w) {
+    for (role, s) in w.both_roles(&w.a) {
         let clusters: Vec<(String, i64)> = s
             .find::<fg_failure_cluster::Entity>()
             .left_join::<fg_test_case::Entity>()
@@ -225,7 +204,7 @@ async fn a_left_join_keeps_rows_without_a_match_and_carries_the_predicate_in_on(
 async fn exists_and_distinct_see_only_the_tenant() {
     let w = setup().await;
     let theirs = w.b.key("FGTestCase").to_owned();
-    for (role, s) in both(&w) {
+    for (role, s) in w.both_roles(&w.a) {
         let found = s
             .find::<fg_test_case::Entity>()
             .filter(fg_test_case::Column::Name.eq("multiplies"))
@@ -259,7 +238,7 @@ async fn exists_and_distinct_see_only_the_tenant() {
 async fn a_stream_yields_every_row_of_the_tenant_and_nothing_else() {
     let w = setup().await;
     let mine: Vec<String> = w.a.rows["FGOccurrence"].clone();
-    for (role, s) in both(&w) {
+    for (role, s) in w.both_roles(&w.a) {
         let rows: Vec<fg_occurrence::Model> = s
             .find::<fg_occurrence::Entity>()
             .order_by_asc(fg_occurrence::Column::CreatedAt)
@@ -300,13 +279,6 @@ async fn a_stream_yields_every_row_of_the_tenant_and_nothing_else() {
     assert_eq!(n, (4, 3));
 }
 
-/// A pool of one connection to `url`, on the crate's pool options.
-async fn one_connection(url: &str) -> DatabaseConnection {
-    let mut opts = flakeguard_db::connect_options(url);
-    opts.max_connections(1).min_connections(1);
-    Database::connect(opts).await.unwrap()
-}
-
 #[tokio::test]
 async fn a_stream_dropped_half_way_leaves_its_connection_without_a_tenant() {
     let w = setup().await;
@@ -339,9 +311,9 @@ async fn a_stream_dropped_half_way_leaves_its_connection_without_a_tenant() {
 #[tokio::test]
 async fn keyset_pages_cover_the_tenant_in_order() {
     let w = setup().await;
-    let mut all: Vec<String> = cases(&w, &w.a).await.into_iter().map(|c| c.id).collect();
+    let mut all: Vec<String> = w.cases(&w.a).await.into_iter().map(|c| c.id).collect();
     all.sort();
-    for (role, s) in both(&w) {
+    for (role, s) in w.both_roles(&w.a) {
         let mut seen = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -388,7 +360,7 @@ async fn keyset_pages_cover_the_tenant_in_order() {
 #[tokio::test]
 async fn eager_loading_fetches_related_rows_for_every_parent_at_once() {
     let w = setup().await;
-    for (role, s) in both(&w) {
+    for (role, s) in w.both_roles(&w.a) {
         let cases = s
             .find::<fg_test_case::Entity>()
             .order_by_asc(fg_test_case::Column::Name)

@@ -7,22 +7,11 @@
 mod support;
 
 use chrono::{Duration, Utc};
-use flakeguard_db::TenantScope;
 use flakeguard_db::entity::enums::FgQuarantineState;
 use flakeguard_db::entity::*;
 use flakeguard_db::reports::{self, ClusterSummary};
 use flakeguard_db::sea_orm::{ColumnTrait, Set};
 use support::tenants::{Tenant, World, world};
-
-/// `t`'s test cases `adds` and `divides`, by name.
-async fn cases(w: &World, t: &Tenant) -> Vec<fg_test_case::Model> {
-    w.scope(t)
-        .find::<fg_test_case::Entity>()
-        .order_by_asc(fg_test_case::Column::Name)
-        .all()
-        .await
-        .unwrap()
-}
 
 /// Adds a run of `t` made `days_ago` days ago, with `adds` and `divides` of the given
 /// statuses.
@@ -39,7 +28,7 @@ async fn run(w: &World, t: &Tenant, name: &str, days_ago: i64, statuses: [&str; 
         })
         .await
         .unwrap();
-    for (case, status) in cases(w, t).await.iter().zip(statuses) {
+    for (case, status) in w.cases(t).await.iter().zip(statuses) {
         s.insert(fg_occurrence::ActiveModel {
             test_id: Set(case.id.clone()),
             run_id: Set(run.id.clone()),
@@ -77,7 +66,7 @@ async fn setup() -> World {
     run(&w, &w.b, "run-3", 1, ["passed", "passed"]).await;
     for (t, score) in [(&w.a, 0.9), (&w.b, 0.1)] {
         let s = w.scope(t);
-        let adds = &cases(&w, t).await[0];
+        let adds = &w.cases(t).await[0];
         let mut row: fg_flake_score::ActiveModel = s
             .find::<fg_flake_score::Entity>()
             .filter(fg_flake_score::Column::TestId.eq(adds.id.clone()))
@@ -98,33 +87,22 @@ async fn setup() -> World {
         .await
         .unwrap();
     }
-    let c = cases(&w, &w.a).await;
+    let c = w.cases(&w.a).await;
     let (adds, divides) = (c[0].id.clone(), c[1].id.clone());
     quarantine(&w, &w.a, &adds, FgQuarantineState::Active, 3).await;
     quarantine(&w, &w.a, &divides, FgQuarantineState::Active, 20).await;
     quarantine(&w, &w.a, &divides, FgQuarantineState::Active, -1).await;
     quarantine(&w, &w.a, &adds, FgQuarantineState::Proposed, 2).await;
-    let theirs = cases(&w, &w.b).await[1].id.clone();
+    let theirs = w.cases(&w.b).await[1].id.clone();
     quarantine(&w, &w.b, &theirs, FgQuarantineState::Active, 1).await;
     w
-}
-
-/// A's scope on the application role and on the superuser (the Rust lock alone).
-fn both(w: &World) -> [(&'static str, TenantScope); 2] {
-    [
-        ("application role", w.scope(&w.a)),
-        (
-            "superuser",
-            TenantScope::new(w.admin.clone(), w.a.org.clone()),
-        ),
-    ]
 }
 
 #[tokio::test]
 async fn failure_rates_count_the_window_of_the_tenants_repository() {
     let w = setup().await;
     let repo = w.a.key("FGRepository");
-    for (role, s) in both(&w) {
+    for (role, s) in w.both_roles(&w.a) {
         let week = reports::failure_rates(&s, repo, 7).await.unwrap();
         let got: Vec<(&str, i64, i64, f64)> = week
             .iter()
@@ -157,7 +135,7 @@ type Ranked<'a> = (&'a str, f64, Option<f64>, Option<f64>, Option<f64>);
 async fn flakiest_tests_rank_by_score_with_their_trend() {
     let w = setup().await;
     let repo = w.a.key("FGRepository");
-    for (role, s) in both(&w) {
+    for (role, s) in w.both_roles(&w.a) {
         let top = reports::flakiest_tests(&s, repo, 10, 7).await.unwrap();
         let got: Vec<Ranked> = top
             .iter()
@@ -195,7 +173,7 @@ async fn flakiest_tests_rank_by_score_with_their_trend() {
 async fn failure_clusters_come_with_their_test_counts() {
     let w = setup().await;
     let repo = w.a.key("FGRepository");
-    for (role, s) in both(&w) {
+    for (role, s) in w.both_roles(&w.a) {
         let clusters = reports::failure_clusters(&s, repo, 10).await.unwrap();
         let got: Vec<(&str, i32, i64)> = clusters
             .iter()
@@ -225,8 +203,8 @@ async fn failure_clusters_come_with_their_test_counts() {
 #[tokio::test]
 async fn expiring_quarantines_are_the_active_ones_ending_in_the_window() {
     let w = setup().await;
-    let adds = cases(&w, &w.a).await[0].id.clone();
-    for (role, s) in both(&w) {
+    let adds = w.cases(&w.a).await[0].id.clone();
+    for (role, s) in w.both_roles(&w.a) {
         let week = reports::expiring_quarantines(&s, 7).await.unwrap();
         let got: Vec<(&str, &str, &str)> = week
             .iter()

@@ -4,6 +4,8 @@
 //! unknown tokens with 401, and one span per request naming the organization.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 #[path = "../examples/service/app.rs"]
 mod app;
 #[path = "../examples/service/ingest.rs"]
@@ -11,8 +13,8 @@ mod ingest;
 #[path = "../examples/service/junit.rs"]
 mod junit;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use flakeguard_db::entity::{fg_job, fg_occurrence, fg_repository, fg_test_case, fg_workflow_run};
 use flakeguard_db::sea_orm::sea_query::Expr;
@@ -20,6 +22,7 @@ use flakeguard_db::sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, Set, State
 use flakeguard_db::testing::TestDatabase;
 use flakeguard_db::{Db, OrgId};
 use serde_json::Value;
+use support::spans::{Capture, Closed};
 use uuid::Uuid;
 
 /// A running service with two organizations keyed by UUID, each with a repository.
@@ -402,73 +405,6 @@ async fn a_large_report_goes_through_the_copy_path_in_one_transaction() {
     assert_eq!(s.counts().await, [1, 1, n as i64, n as i64]);
 }
 
-/// A span as it closed: its name, its fields, its ancestors' names.
-#[derive(Debug, Clone)]
-struct Closed {
-    name: &'static str,
-    fields: BTreeMap<String, String>,
-    parents: Vec<&'static str>,
-}
-
-#[derive(Default)]
-struct Fields(BTreeMap<String, String>);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Closed>>>);
-
-impl<S> tracing_subscriber::Layer<S> for Capture
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        id: &tracing::span::Id,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        let mut fields = Fields::default();
-        attrs.record(&mut fields);
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(fields);
-        }
-    }
-    fn on_record(
-        &self,
-        id: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if let Some(span) = ctx.span(id)
-            && let Some(fields) = span.extensions_mut().get_mut::<Fields>()
-        {
-            values.record(fields);
-        }
-    }
-    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else { return };
-        let fields = span
-            .extensions()
-            .get::<Fields>()
-            .map(|f| f.0.clone())
-            .unwrap_or_default();
-        let parents = span.scope().skip(1).map(|p| p.name()).collect();
-        self.0.lock().unwrap().push(Closed {
-            name: span.name(),
-            fields,
-            parents,
-        });
-    }
-}
-
 /// The process-wide capture of closed spans, installed on first use. (A subscriber set for one
 /// thread only misses spans whose callsites other tests' threads registered first.)
 fn capture() -> Capture {
@@ -507,14 +443,7 @@ async fn each_request_has_a_span_with_its_organization_and_the_scopes_spans_bene
                 .is_some_and(|v| v == o)
         })
     };
-    let spans: Vec<Closed> = capture
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|c| ours(c))
-        .cloned()
-        .collect();
+    let spans: Vec<Closed> = capture.closed().into_iter().filter(|c| ours(c)).collect();
     eprintln!(
         "{:#?}",
         spans

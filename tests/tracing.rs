@@ -5,75 +5,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
 use flakeguard_db::entity::*;
 use flakeguard_db::sea_orm::Set;
 use flakeguard_db::{Error, TenantScope};
+use support::spans::{Capture, Closed};
 use support::tenants::world;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
-
-/// A span as it closed: its name, its fields, and the names of its ancestors.
-#[derive(Debug, Clone, Default)]
-struct Closed {
-    name: &'static str,
-    fields: BTreeMap<String, String>,
-    parents: Vec<&'static str>,
-}
-
-#[derive(Default)]
-struct Fields(BTreeMap<String, String>);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-/// Records every span of this crate and every field value it was given.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Closed>>>);
-
-impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut fields = Fields::default();
-        attrs.record(&mut fields);
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(fields);
-        }
-    }
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if let Some(span) = ctx.span(id)
-            && let Some(fields) = span.extensions_mut().get_mut::<Fields>()
-        {
-            values.record(fields);
-        }
-    }
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else { return };
-        if !span.metadata().target().starts_with("flakeguard_db") {
-            return;
-        }
-        let fields = span
-            .extensions()
-            .get::<Fields>()
-            .map(|f| f.0.clone())
-            .unwrap_or_default();
-        let parents = span.scope().skip(1).map(|p| p.name()).collect();
-        self.0.lock().unwrap().push(Closed {
-            name: span.name(),
-            fields,
-            parents,
-        });
-    }
-}
+use tracing_subscriber::layer::SubscriberExt;
 
 #[tokio::test]
 async fn every_scoped_operation_runs_in_a_span_with_counts_and_no_row_contents() {
@@ -109,7 +46,11 @@ async fn every_scoped_operation_runs_in_a_span_with_counts_and_no_row_contents()
     .unwrap();
     drop(_guard);
 
-    let spans = capture.0.lock().unwrap().clone();
+    let spans: Vec<Closed> = capture
+        .closed()
+        .into_iter()
+        .filter(|c| c.target.starts_with("flakeguard_db"))
+        .collect();
     let ops: Vec<&Closed> = spans
         .iter()
         .filter(|c| c.name == "flakeguard.operation")

@@ -238,11 +238,7 @@ where
         M: ModelTrait + Sync,
         M::Entity: Related<E>,
     {
-        let ctx = self.scope.ctx_for::<E>(Operation::Find);
-        let select = self.linked::<M::Entity>();
-        if let Some(reason) = &self.refused {
-            return Err(refusal(&ctx, reason));
-        }
+        let (ctx, select) = self.for_loader::<M::Entity>()?;
         self.scope
             .checked(&ctx, trace::len, async |db| {
                 parents.load_many(select, db).await
@@ -257,16 +253,22 @@ where
         M: ModelTrait + Sync,
         M::Entity: Related<E>,
     {
-        let ctx = self.scope.ctx_for::<E>(Operation::Find);
-        let select = self.linked::<M::Entity>();
-        if let Some(reason) = &self.refused {
-            return Err(refusal(&ctx, reason));
-        }
+        let (ctx, select) = self.for_loader::<M::Entity>()?;
         self.scope
             .checked(&ctx, trace::len, async |db| {
                 parents.load_one(select, db).await
             })
             .await
+    }
+
+    /// The context and `Select` of a load for parents of `P` ([`Self::linked`]), or the refusal
+    /// of the raw SQL text the caller gave.
+    fn for_loader<P: Related<E>>(&self) -> Result<(Context, sea_orm::Select<E>)> {
+        let ctx = self.scope.ctx_for::<E>(Operation::Find);
+        match &self.refused {
+            Some(reason) => Err(refusal(&ctx, reason)),
+            None => Ok((ctx, self.linked::<P>())),
+        }
     }
 
     /// This query's `Select`, with the tenant predicate of the link table that SeaORM's loader

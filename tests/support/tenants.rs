@@ -379,6 +379,39 @@ impl World {
     pub fn scope(&self, t: &Tenant) -> TenantScope {
         TenantScope::new(self.app.clone(), t.org.clone())
     }
+
+    /// `t`'s scope on the application role (row-level security and the Rust lock) and on the
+    /// superuser (the Rust lock alone), each with the name of its role.
+    pub fn both_roles(&self, t: &Tenant) -> [(&'static str, TenantScope); 2] {
+        [
+            ("application role", self.scope(t)),
+            (
+                "superuser",
+                TenantScope::new(self.admin.clone(), t.org.clone()),
+            ),
+        ]
+    }
+
+    /// `t`'s test cases by name, read on the application role.
+    pub async fn cases(&self, t: &Tenant) -> Vec<fg_test_case::Model> {
+        self.scope(t)
+            .find::<fg_test_case::Entity>()
+            .order_by_asc(fg_test_case::Column::Name)
+            .all()
+            .await
+            .unwrap()
+    }
+}
+
+/// A pool of one connection to `url` on the crate's pool options, so that what one operation
+/// leaves on its connection (prepared statements, a broken connection, a tenant) is what the
+/// next one meets.
+pub async fn one_connection(url: &str) -> DatabaseConnection {
+    let mut opts = flakeguard_db::connect_options(url);
+    opts.max_connections(1).min_connections(1);
+    flakeguard_db::sea_orm::Database::connect(opts)
+        .await
+        .unwrap()
 }
 
 /// [`World`]: a fresh database with organizations `org-a` and `org-b` seeded in every table.
