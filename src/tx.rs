@@ -51,8 +51,18 @@ use crate::OrgId;
 /// holds. `SET LOCAL`, not `set_config`: its setting ends with the transaction, and Citus
 /// carries `SET LOCAL` (and only that) to its workers.
 pub fn tenant_begin_sql(org: &OrgId) -> String {
+    begin_sql("BEGIN", org)
+}
+
+/// [`tenant_begin_sql`] for a read-only transaction with one snapshot for all its statements
+/// (`REPEATABLE READ`; a read-only transaction at that level never fails to serialize).
+pub(crate) fn tenant_begin_read_only_sql(org: &OrgId) -> String {
+    begin_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", org)
+}
+
+fn begin_sql(begin: &str, org: &OrgId) -> String {
     format!(
-        "BEGIN; SET LOCAL app.current_tenant_id = '{}'",
+        "{begin}; SET LOCAL app.current_tenant_id = '{}'",
         org.as_str().replace('\'', "''")
     )
 }

@@ -112,8 +112,25 @@ async fn a_scoped_read_takes_two_round_trips_and_a_single_write_three() {
                 .unwrap();
         })
         .await;
-        eprintln!("round {round}: read {read}, insert {insert}, update {update}, delete {delete}");
+        // Two reads in one read-only transaction: BEGIN with the tenant, the two SELECTs; no
+        // COMMIT (its ROLLBACK is queued too).
+        let two_reads = critical_trips(&proxy, || async {
+            s.read_only(|tx| {
+                Box::pin(async move {
+                    tx.find::<fg_test_case::Entity>().count().await?;
+                    tx.find::<fg_repository::Entity>().count().await
+                })
+            })
+            .await
+            .unwrap();
+        })
+        .await;
+        eprintln!(
+            "round {round}: read {read}, insert {insert}, update {update}, delete {delete}, \
+             two reads in read_only {two_reads}"
+        );
         if round == 1 {
+            assert_eq!(two_reads, 3, "round trips of two reads in one read_only");
             // BEGIN with the tenant, the SELECT (its ROLLBACK is queued, sent with the release
             // ping).
             assert_eq!(read, 2, "round trips of a scoped point read");

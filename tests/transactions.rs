@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use flakeguard_db::entity::*;
 use flakeguard_db::sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection, DbBackend, Set, Statement,
+    ColumnTrait, ConnectionTrait, Database, DatabaseConnection, DbBackend, Set, Statement,
 };
 use flakeguard_db::{Error, Operation, Rejection, TenantScope};
 use support::tenants::world;
@@ -235,4 +235,61 @@ async fn clones_used_and_dropped_inside_the_transaction_commit_with_it() {
     .await
     .unwrap();
     assert_eq!(stored(&w.admin, &["par-1", "par-2"]).await, 2);
+}
+
+#[tokio::test]
+async fn read_only_reads_one_snapshot_and_refuses_writes() {
+    let w = world().await;
+    let s = w.scope(&w.a);
+    let repo = w.a.key("FGRepository").to_owned();
+    // Both reads see the tenant's rows; a write made meanwhile by another transaction is not
+    // seen by the second read (one snapshot).
+    let other = w.scope(&w.a);
+    let (before, after) = s
+        .read_only(|tx| {
+            let (other, repo) = (other.clone(), repo.clone());
+            Box::pin(async move {
+                let before = tx.find::<fg_test_case::Entity>().count().await?;
+                other.insert(case(&repo, "ro-1", "concurrent")).await?;
+                let after = tx.find::<fg_test_case::Entity>().count().await?;
+                Ok::<_, Error>((before, after))
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(before, 2);
+    assert_eq!(after, 2, "the second read sees the first one's snapshot");
+    assert_eq!(stored(&w.admin, &["ro-1"]).await, 1);
+
+    // A write inside is refused by PostgreSQL, and nothing is stored.
+    let refused = s
+        .read_only(|tx| {
+            let repo = repo.clone();
+            Box::pin(async move { tx.insert(case(&repo, "ro-2", "refused")).await })
+        })
+        .await;
+    let err = refused.expect_err("a write in a read-only transaction");
+    assert_eq!(err.sql_state().as_deref(), Some("25006"), "{err:?}");
+    assert_eq!(stored(&w.admin, &["ro-2"]).await, 0);
+
+    // Inside a transaction it is that transaction: it sees the transaction's own write.
+    let seen = s
+        .transaction(|tx| {
+            let repo = repo.clone();
+            Box::pin(async move {
+                tx.insert(case(&repo, "ro-3", "inside")).await?;
+                tx.read_only(|inner| {
+                    Box::pin(async move {
+                        inner
+                            .count::<fg_test_case::Entity>(fg_test_case::Column::Id.eq("ro-3"))
+                            .await
+                    })
+                })
+                .await
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, 1);
+    assert_eq!(stored(&w.admin, &["ro-3"]).await, 1);
 }

@@ -237,6 +237,55 @@ impl TenantScope {
         E: From<Error> + Send,
         F: for<'a> FnOnce(&'a TenantScope) -> BoxFuture<'a, Result<T, E>> + Send,
     {
+        self.run_transaction(f, false).await
+    }
+
+    /// Runs `f`, a series of reads, in one read-only transaction of this tenant: every read of
+    /// `f` sees the same snapshot, and the transaction ends with a rollback that is queued, not
+    /// waited for (as a single read's does), so that several reads cost one round trip each
+    /// and one for the BEGIN, with no COMMIT. A write inside `f` fails: PostgreSQL refuses it
+    /// in a read-only transaction.
+    ///
+    /// Inside [`TenantScope::transaction`], `f` runs in that transaction, on this scope.
+    ///
+    /// ```no_run
+    /// # use flakeguard_db::{TenantScope, Result};
+    /// # async fn f(scope: TenantScope) -> Result<()> {
+    /// use flakeguard_db::entity::{fg_occurrence, fg_test_case};
+    /// use flakeguard_db::sea_orm::ColumnTrait;
+    /// let (cases, failed) = scope
+    ///     .read_only(|tx| {
+    ///         Box::pin(async move {
+    ///             let cases = tx.find::<fg_test_case::Entity>().count().await?;
+    ///             let failed = tx
+    ///                 .count::<fg_occurrence::Entity>(fg_occurrence::Column::Status.eq("failed"))
+    ///                 .await?;
+    ///             Ok::<_, flakeguard_db::Error>((cases, failed))
+    ///         })
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_only<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send,
+        E: From<Error> + Send,
+        F: for<'a> FnOnce(&'a TenantScope) -> BoxFuture<'a, Result<T, E>> + Send,
+    {
+        match &self.conn {
+            Conn::Tx(_) => f(self).await,
+            Conn::Pool(_) => self.run_transaction(f, true).await,
+        }
+    }
+
+    /// [`TenantScope::transaction`], read-only and ended by a queued rollback when
+    /// `read_only` ([`TenantScope::read_only`]).
+    async fn run_transaction<T, E, F>(&self, f: F, read_only: bool) -> Result<T, E>
+    where
+        T: Send,
+        E: From<Error> + Send,
+        F: for<'a> FnOnce(&'a TenantScope) -> BoxFuture<'a, Result<T, E>> + Send,
+    {
         let ctx = self.ctx(Operation::Transaction, None);
         let span = tracing::info_span!(
             "flakeguard.transaction",
@@ -248,7 +297,7 @@ impl TenantScope {
             let tx = match &self.conn {
                 // The parent stays unlocked while `f` runs: `f` may use it too.
                 Conn::Tx(parent) => unit::savepoint(parent, &ctx).await?.1,
-                Conn::Pool(db) => self.begin(db, &ctx).await?,
+                Conn::Pool(db) => self.begin_as(db, &ctx, read_only).await?,
             };
             let shared = Arc::new(TxShared::new(tx));
             let inner = TenantScope {
@@ -281,6 +330,11 @@ impl TenantScope {
                 }
             };
             match outcome {
+                // Nothing to commit: the rollback is queued on the connection.
+                Ok(()) if read_only => {
+                    drop(tx);
+                    result
+                }
                 Ok(()) => {
                     let committed = self.commit(tx, &ctx).await;
                     if let (Err(_), Conn::Tx(parent)) = (&committed, &self.conn) {

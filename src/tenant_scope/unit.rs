@@ -8,7 +8,7 @@ use tracing::Instrument;
 use super::guard::FkCheck;
 use super::{Conn, TenantScope, TxShared};
 use crate::error::{Context, Operation};
-use crate::tx::{Pool, Tx, tenant_begin_sql};
+use crate::tx::{Pool, Tx, tenant_begin_read_only_sql, tenant_begin_sql};
 use crate::{Error, Result};
 
 /// The transaction one operation of a scope runs in.
@@ -146,8 +146,18 @@ impl TenantScope {
     /// Opens a transaction on `db` bound to the tenant, in one round trip
     /// ([`tenant_begin_sql`]), in a `flakeguard.begin` span.
     pub(crate) async fn begin(&self, db: &Pool, ctx: &Context) -> Result<Tx> {
+        self.begin_as(db, ctx, false).await
+    }
+
+    /// [`TenantScope::begin`], read-only with one snapshot when `read_only`.
+    pub(crate) async fn begin_as(&self, db: &Pool, ctx: &Context, read_only: bool) -> Result<Tx> {
         let span = tracing::debug_span!("flakeguard.begin", tenant = self.org.as_str());
-        db.begin(Some(&tenant_begin_sql(&self.org)))
+        let sql = if read_only {
+            tenant_begin_read_only_sql(&self.org)
+        } else {
+            tenant_begin_sql(&self.org)
+        };
+        db.begin(Some(&sql))
             .instrument(span)
             .await
             .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))
