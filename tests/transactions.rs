@@ -269,7 +269,7 @@ async fn read_only_reads_one_snapshot_and_refuses_writes() {
         })
         .await;
     let err = refused.expect_err("a write in a read-only transaction");
-    assert_eq!(err.sql_state().as_deref(), Some("25006"), "{err:?}");
+    assert_eq!(err.sql_state(), Some("25006"), "{err:?}");
     assert_eq!(stored(&w.admin, &["ro-2"]).await, 0);
 
     // Inside a transaction it is that transaction: it sees the transaction's own write.
