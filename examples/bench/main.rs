@@ -2277,6 +2277,7 @@ async fn main() -> Res {
             t.elapsed().as_secs_f64()
         );
         if cfg.wants("reports") {
+            reports::server_times(&raw, &app, if cfg.long { 51 } else { 21 }).await?;
             for w in reports::workloads(&cfg, &app, &raw) {
                 for clients in [1, 8] {
                     let o = run_workload(&w, clients).await?;

@@ -270,28 +270,42 @@ const REPORTS: [Report; 4] = [
 /// Quarantines of an organization that end in the next [`DAYS`] days.
 const EXPIRING: usize = 7;
 
-/// The flakiest tests by hand: the top tests, then their two windows.
-async fn flakiest_by_hand(hand: &Hand, org: &str) -> Res<usize> {
-    let now = Utc::now();
-    let (mid, start) = (
-        now - Duration::days(DAYS.into()),
-        now - Duration::days((2 * DAYS).into()),
-    );
+fn top_stmt(org: &str) -> Statement {
     let values = vec![
         org.into(),
         format!("repo-{org}").into(),
         (TOP as i64).into(),
     ];
-    let top = hand.query(org, stmt(TOP_SQL, values)).await?;
-    let ids: Vec<String> = top
-        .iter()
-        .map(|r| r.try_get::<String>("", "test_id"))
-        .collect::<Result<_, _>>()?;
+    stmt(TOP_SQL, values)
+}
+
+/// The windows of the tests `ids` of `org`.
+fn windows_stmt(org: &str, ids: Vec<String>) -> Statement {
+    let now = Utc::now();
+    let (mid, start) = (
+        now - Duration::days(DAYS.into()),
+        now - Duration::days((2 * DAYS).into()),
+    );
     let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
     let mut values: Vec<Value> = vec![org.into(), mid.into(), start.into()];
     values.extend(ids.into_iter().map(Value::from));
-    let sql = WINDOWS_SQL.replace("{ids}", &placeholders.join(", "));
-    let windows = hand.query(org, stmt(&sql, values)).await?;
+    stmt(
+        &WINDOWS_SQL.replace("{ids}", &placeholders.join(", ")),
+        values,
+    )
+}
+
+fn test_ids(top: &[QueryResult]) -> Res<Vec<String>> {
+    Ok(top
+        .iter()
+        .map(|r| r.try_get::<String>("", "test_id"))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The flakiest tests by hand: the top tests, then their two windows.
+async fn flakiest_by_hand(hand: &Hand, org: &str) -> Res<usize> {
+    let top = hand.query(org, top_stmt(org)).await?;
+    let windows = hand.query(org, windows_stmt(org, test_ids(&top)?)).await?;
     for w in &windows {
         let _: (String, i64, i64, i64, i64) = (
             w.try_get("", "test_id")?,
@@ -374,4 +388,101 @@ pub fn workloads(
             }
         })
         .collect()
+}
+
+/// The statements written by hand of each report, for `org`, in the order a report sends them
+/// (the flakiest tests' second statement keyed by the first one's rows, read as the superuser).
+async fn statements(
+    raw: &DatabaseConnection,
+    org: &str,
+) -> Res<Vec<(&'static str, Vec<Statement>)>> {
+    let now = Utc::now();
+    let since = now - Duration::days(DAYS.into());
+    let repo = format!("repo-{org}");
+    let top = raw.query_all_raw(top_stmt(org)).await?;
+    let end = now + Duration::days(DAYS.into());
+    Ok(vec![
+        (
+            "failure_rates",
+            vec![stmt(
+                RATES_SQL,
+                vec![org.into(), repo.clone().into(), since.into()],
+            )],
+        ),
+        (
+            "flakiest_tests",
+            vec![top_stmt(org), windows_stmt(org, test_ids(&top)?)],
+        ),
+        (
+            "failure_clusters",
+            vec![stmt(
+                CLUSTERS_SQL,
+                vec![org.into(), repo.into(), (TOP as i64).into()],
+            )],
+        ),
+        (
+            "expiring_quarantines",
+            vec![stmt(
+                QUARANTINES_SQL,
+                vec![org.into(), now.into(), end.into()],
+            )],
+        ),
+    ])
+}
+
+/// Server-side planning and execution of each report's statements, as the superuser and under
+/// row-level security in a scope: medians of `n` runs of `EXPLAIN (ANALYZE, TIMING OFF)`, the
+/// sides alternating.
+pub async fn server_times(raw: &DatabaseConnection, app: &DatabaseConnection, n: usize) -> Res {
+    let sides = [Hand::Superuser(raw.clone()), Hand::Scoped(app.clone())];
+    // Per report and side: the planning and the execution samples.
+    let mut times: Vec<[(Vec<f64>, Vec<f64>); 2]> = Vec::new();
+    let mut names = Vec::new();
+    for i in 0..n {
+        let org = dash_org(i * 13);
+        for (r, (name, stmts)) in statements(raw, &org).await?.into_iter().enumerate() {
+            if times.len() <= r {
+                times.push(Default::default());
+                names.push(name);
+            }
+            for k0 in 0..2 {
+                let k = (k0 + i) % 2;
+                let (mut plan, mut exec) = (0.0, 0.0);
+                for st in &stmts {
+                    let explain = Statement {
+                        sql: format!("EXPLAIN (ANALYZE, TIMING OFF) {}", st.sql),
+                        ..st.clone()
+                    };
+                    for row in sides[k].query(&org, explain).await? {
+                        let line: String = row.try_get("", "QUERY PLAN")?;
+                        let ms = |prefix: &str| -> Option<f64> {
+                            line.strip_prefix(prefix)?
+                                .trim()
+                                .trim_end_matches(" ms")
+                                .parse()
+                                .ok()
+                        };
+                        plan += ms("Planning Time:").unwrap_or(0.0);
+                        exec += ms("Execution Time:").unwrap_or(0.0);
+                    }
+                }
+                times[r][k].0.push(plan);
+                times[r][k].1.push(exec);
+            }
+        }
+    }
+    println!(
+        "\nserver-side times of the reports' statements, medians of {n} runs \
+         (EXPLAIN ANALYZE, TIMING OFF; planning + execution):"
+    );
+    for (name, [raw, scoped]) in names.iter().zip(times) {
+        let (rp, re) = (super::median(raw.0), super::median(raw.1));
+        let (sp, se) = (super::median(scoped.0), super::median(scoped.1));
+        println!(
+            "  {name:<22} superuser {rp:.3} + {re:.3} ms   RLS in a scope {sp:.3} + {se:.3} ms   \
+             ratio {:.2}x",
+            (sp + se) / (rp + re)
+        );
+    }
+    Ok(())
 }
