@@ -418,6 +418,104 @@ async fn attempts(w: &World, db: &DatabaseConnection) -> Vec<(&'static str, Outc
                 .await,
         ),
     ));
+
+    // The query shapes: projections, HAVING, GROUP BY, left joins, exists, streams, keyset
+    // pages and eager loading, each carrying an oracle over B's rows or raw text.
+    outcomes.push((
+        "projection of a scalar subquery over every organization's test cases",
+        refused(
+            "projection",
+            a.find::<fg_repository::Entity>()
+                .select_only()
+                .expr_as(any_case_name(), "n")
+                .into_tuple::<Option<String>>()
+                .all()
+                .await,
+        ),
+    ));
+    outcomes.push((
+        "HAVING with EXISTS over B's test case",
+        refused(
+            "having",
+            a.find::<fg_test_case::Entity>()
+                .select_only()
+                .column(fg_test_case::Column::Name)
+                .group_by(fg_test_case::Column::Name)
+                .having(b_case_exists(w))
+                .into_tuple::<String>()
+                .all()
+                .await,
+        ),
+    ));
+    outcomes.push((
+        "GROUP BY raw text",
+        refused(
+            "group by",
+            a.find::<fg_test_case::Entity>()
+                .select_only()
+                .column(fg_test_case::Column::Name)
+                .group_by(close())
+                .into_tuple::<String>()
+                .all()
+                .await,
+        ),
+    ));
+    outcomes.push((
+        "a left join, then raw text closing the predicate",
+        refused(
+            "left join",
+            a.find::<fg_test_case::Entity>()
+                .left_join::<fg_occurrence::Entity>()
+                .filter(close())
+                .all()
+                .await,
+        ),
+    ));
+    outcomes.push((
+        "exists() over an oracle",
+        refused(
+            "exists()",
+            a.find::<fg_repository::Entity>()
+                .filter(b_case_exists(w))
+                .exists()
+                .await,
+        ),
+    ));
+    outcomes.push((
+        "a stream over an oracle",
+        refused(
+            "stream",
+            futures_util::TryStreamExt::try_collect::<Vec<_>>(
+                a.find::<fg_repository::Entity>()
+                    .filter(b_case_exists(w))
+                    .stream(),
+            )
+            .await,
+        ),
+    ));
+    outcomes.push((
+        "a keyset page over an oracle",
+        refused(
+            "cursor",
+            a.find::<fg_repository::Entity>()
+                .filter(b_case_exists(w))
+                .cursor_by(fg_repository::Column::Id)
+                .first(10)
+                .all()
+                .await,
+        ),
+    ));
+    let a_cases = a.find::<fg_test_case::Entity>().all().await.unwrap();
+    outcomes.push((
+        "eager loading filtered by an oracle",
+        refused(
+            "load_many",
+            a.find::<fg_occurrence::Entity>()
+                .filter(b_case_exists(w))
+                .load_many(&a_cases)
+                .await,
+        ),
+    ));
     outcomes
 }
 
