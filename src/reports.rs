@@ -47,7 +47,7 @@ pub struct FailureRate {
     pub class_name: Option<String>,
     /// Its name.
     pub name: String,
-    /// Its occurrences in the window.
+    /// Its occurrences in the window that ran (skipped ones are not counted).
     pub runs: i64,
     /// Those that failed.
     pub failures: i64,
@@ -140,8 +140,9 @@ fn count_where(cond: Condition) -> Expr {
 }
 
 /// Repository `repo_id`'s tests with their runs and failures over the last `days` days, the
-/// highest failure rate first (then by test id). Tests without runs in the window are left
-/// out; a repository of another organization gives an empty list.
+/// highest failure rate first (then by test id). A skipped occurrence is not a run; tests
+/// without runs in the window are left out; a repository of another organization gives an
+/// empty list.
 pub async fn failure_rates(
     scope: &TenantScope,
     repo_id: &str,
@@ -157,6 +158,7 @@ pub async fn failure_rates(
         .inner_join::<fg_test_case::Entity>()
         .filter(fg_test_case::Column::RepoId.eq(repo_id))
         .filter(since(fg_occurrence::Column::CreatedAt, start))
+        .filter(fg_occurrence::Column::Status.ne("skipped"))
         .select_only()
         .column_as(fg_occurrence::Column::TestId, "test_id")
         .column(fg_test_case::Column::Suite)

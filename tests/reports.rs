@@ -57,13 +57,14 @@ async fn quarantine(w: &World, t: &Tenant, test: &str, state: FgQuarantineState,
 /// A: the seeded run-1 (both failed, now), run-2 (now: adds passed, divides failed), run-3 (10
 /// days ago: adds failed, divides passed); `adds` scored 0.9; a second cluster of 5
 /// occurrences and no test case; quarantines active until in 3 and 20 days, one that ended
-/// yesterday, one proposed for in 2 days. B: other statuses, scores and quarantines.
+/// yesterday, one proposed for in 2 days. B: other statuses (a skipped one among them), scores
+/// and quarantines.
 async fn setup() -> World {
     let w = world().await;
     run(&w, &w.a, "run-2", 0, ["passed", "failed"]).await;
     run(&w, &w.a, "run-3", 10, ["failed", "passed"]).await;
     run(&w, &w.b, "run-2", 0, ["passed", "passed"]).await;
-    run(&w, &w.b, "run-3", 1, ["passed", "passed"]).await;
+    run(&w, &w.b, "run-3", 1, ["skipped", "passed"]).await;
     for (t, score) in [(&w.a, 0.9), (&w.b, 0.1)] {
         let s = w.scope(t);
         let adds = &w.cases(t).await[0];
@@ -118,6 +119,19 @@ async fn failure_rates_count_the_window_of_the_tenants_repository() {
             .await
             .unwrap();
         assert!(theirs.is_empty(), "{role}: {theirs:?}");
+        // A skipped occurrence is not a run.
+        let skipped = reports::failure_rates(&w.scope(&w.b), w.b.key("FGRepository"), 30)
+            .await
+            .unwrap();
+        let got: Vec<(&str, i64, i64)> = skipped
+            .iter()
+            .map(|r| (r.name.as_str(), r.runs, r.failures))
+            .collect();
+        assert_eq!(
+            got,
+            [("adds", 2, 1), ("divides", 3, 1)],
+            "{role}: B's rates"
+        );
         // A window too long for the calendar is the whole history, not a panic.
         let all = reports::failure_rates(&s, repo, u32::MAX).await.unwrap();
         assert_eq!(all.len(), 2, "{role}");

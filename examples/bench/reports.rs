@@ -81,6 +81,7 @@ const RATES_SQL: &str = r#"SELECT o."testId" AS test_id, t.suite, t."className" 
   FROM "FGOccurrence" o
   JOIN "FGTestCase" t ON o."testId" = t.id
  WHERE o."orgId" = $1 AND t."orgId" = $1 AND t."repoId" = $2 AND o."createdAt" >= $3
+   AND o.status <> 'skipped'
  GROUP BY o."testId", t.suite, t."className", t.name
  ORDER BY rate DESC, o."testId""#;
 
