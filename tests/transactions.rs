@@ -293,3 +293,64 @@ async fn read_only_reads_one_snapshot_and_refuses_writes() {
     assert_eq!(seen, 1);
     assert_eq!(stored(&w.admin, &["ro-3"]).await, 1);
 }
+
+/// A statement through the outer scope while a nested transaction is open would run inside
+/// that savepoint, and vanish with it if the nested transaction rolled back, while the outer
+/// caller saw it succeed. So it is refused, and so is a second nested transaction at the same
+/// time; nothing of the refused statements is sent.
+#[tokio::test]
+async fn the_outer_scope_is_refused_while_a_nested_transaction_is_open() {
+    let w = world().await;
+    let s = w.scope(&w.a);
+    let repo = w.a.key("FGRepository").to_owned();
+    let (outer, second) = s
+        .transaction(|tx| {
+            let repo = repo.clone();
+            Box::pin(async move {
+                let (nested, outer, second) = tokio::join!(
+                    tx.transaction(|inner| {
+                        let repo = repo.clone();
+                        Box::pin(async move {
+                            inner.insert(case(&repo, "nest-1", "inner")).await?;
+                            // Let the outer statements try while this savepoint is open.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Err::<(), Box<dyn std::error::Error + Send + Sync>>(
+                                "roll this savepoint back".into(),
+                            )
+                        })
+                    }),
+                    async {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tx.insert(case(&repo, "nest-2", "outer")).await
+                    },
+                    async {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tx.transaction(|other| {
+                            let repo = repo.clone();
+                            Box::pin(async move { other.insert(case(&repo, "nest-3", "x")).await })
+                        })
+                        .await
+                    },
+                );
+                assert!(nested.is_err());
+                // After the nested transaction, the outer scope works again.
+                tx.insert(case(&repo, "nest-4", "after")).await?;
+                Ok::<_, Error>((outer.map(drop), second.map(drop)))
+            })
+        })
+        .await
+        .unwrap();
+    for (what, r) in [
+        ("outer statement", outer),
+        ("second nested transaction", second),
+    ] {
+        match r {
+            Err(Error::InvalidInput { reason, .. }) => {
+                assert!(reason.contains("nested transaction"), "{what}: {reason}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert_eq!(stored(&w.admin, &["nest-1", "nest-2", "nest-3"]).await, 0);
+    assert_eq!(stored(&w.admin, &["nest-4"]).await, 1);
+}

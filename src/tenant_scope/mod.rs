@@ -47,6 +47,7 @@ mod shape;
 mod unit;
 mod write;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use flakeguard_entity::stamps::Stamped;
@@ -102,6 +103,10 @@ pub(crate) struct TxShared {
     tx: tokio::sync::Mutex<Option<Tx>>,
     /// The first statement of the transaction that failed (and so aborted it).
     failed: Mutex<Option<Context>>,
+    /// Whether a nested transaction (a savepoint) of this one is open: this transaction's
+    /// own statements would run inside it, and be rolled back with it, so they are refused
+    /// until it ends ([`unit::nest`]).
+    nested: AtomicBool,
 }
 
 impl TxShared {
@@ -109,6 +114,7 @@ impl TxShared {
         TxShared {
             tx: tokio::sync::Mutex::new(Some(tx)),
             failed: Mutex::new(None),
+            nested: AtomicBool::new(false),
         }
     }
 
@@ -215,6 +221,11 @@ impl TenantScope {
     /// back ([`Error::TransactionInUse`]); every later use of such a clone fails with
     /// [`Error::TransactionEnded`], and it holds no connection.
     ///
+    /// While a nested transaction runs, the outer scope refuses its own statements, and a second
+    /// nested transaction, with [`Error::InvalidInput`], sending nothing: on the one connection
+    /// they would run inside the savepoint and be rolled back with it, after reporting success.
+    /// Inside `f`, use the scope `f` receives.
+    ///
     /// ```no_run
     /// # use flakeguard_db::{TenantScope, Result};
     /// # use flakeguard_db::entity::{fg_workflow_run, fg_occurrence};
@@ -294,10 +305,13 @@ impl TenantScope {
             outcome = tracing::field::Empty,
         );
         let work = async {
-            let tx = match &self.conn {
-                // The parent stays unlocked while `f` runs: `f` may use it too.
-                Conn::Tx(parent) => unit::savepoint(parent, &ctx).await?.1,
-                Conn::Pool(db) => self.begin_as(db, &ctx, read_only).await?,
+            // Inside a transaction: a savepoint, and the outer scope refused until it ends.
+            let (tx, _nesting) = match &self.conn {
+                Conn::Tx(parent) => {
+                    let (tx, nesting) = unit::nest(parent, &ctx).await?;
+                    (tx, Some(nesting))
+                }
+                Conn::Pool(db) => (self.begin_as(db, &ctx, read_only).await?, None),
             };
             let shared = Arc::new(TxShared::new(tx));
             let inner = TenantScope {

@@ -1,6 +1,8 @@
 //! The unit of work: how one operation of a scope gets its transaction, and how its outcome is
 //! traced and recorded.
 
+use std::sync::atomic::Ordering;
+
 use sea_orm::DbErr;
 use tokio::sync::{MappedMutexGuard, MutexGuard};
 use tracing::Instrument;
@@ -48,11 +50,41 @@ pub(crate) async fn lock<'a>(
     shared: &'a TxShared,
     ctx: &Context,
 ) -> Result<MappedMutexGuard<'a, Tx>> {
-    MutexGuard::try_map(shared.tx.lock().await, |tx| tx.as_mut()).map_err(|_| {
+    let guard = MutexGuard::try_map(shared.tx.lock().await, |tx| tx.as_mut()).map_err(|_| {
         Error::TransactionEnded {
             context: ctx.clone(),
         }
-    })
+    })?;
+    if shared.nested.load(Ordering::Acquire) {
+        return Err(Error::InvalidInput {
+            context: ctx.clone(),
+            reason: "a nested transaction of this transaction is open, and this statement would \
+                     run inside it: run it through the scope the nested transaction gives its \
+                     closure, or after the nested transaction ends; nothing was sent"
+                .to_owned(),
+        });
+    }
+    Ok(guard)
+}
+
+/// Marks a nested transaction of `shared` open, for as long as it lives (see
+/// [`TxShared::nested`]).
+pub(crate) struct Nesting<'a>(&'a TxShared);
+
+impl Drop for Nesting<'_> {
+    fn drop(&mut self) {
+        self.0.nested.store(false, Ordering::Release);
+    }
+}
+
+/// A nested transaction of the open transaction of `shared`: a savepoint, with the outer
+/// transaction's own statements refused until the returned [`Nesting`] is dropped. Taken under
+/// the transaction's lock, so no statement of it slips in between.
+pub(crate) async fn nest<'a>(shared: &'a TxShared, ctx: &Context) -> Result<(Tx, Nesting<'a>)> {
+    let (parent, tx) = savepoint(shared, ctx).await?;
+    shared.nested.store(true, Ordering::Release);
+    drop(parent);
+    Ok((tx, Nesting(shared)))
 }
 
 /// A savepoint in the open transaction of `shared`, with that transaction locked; a failure to
