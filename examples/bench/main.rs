@@ -810,6 +810,23 @@ fn read_workloads(
                 }
             })
             .keyed("five-in-transaction/scoped"),
+            // The same five in a read-only transaction: one snapshot, no COMMIT to wait for.
+            contender(SCOPED_FIVE_READ_ONLY, {
+                let s = acme.clone();
+                move |call| {
+                    let s = s.clone();
+                    async move {
+                        let t = pick(call, 2, TESTS);
+                        s.read_only(|tx| {
+                            Box::pin(async move {
+                                five_scoped(tx, t).await?;
+                                Ok::<_, BoxError>(())
+                            })
+                        })
+                        .await
+                    }
+                }
+            }),
             contender("raw SeaORM, five queries on the pool", move |call| {
                 let r = r.clone();
                 async move { five_raw(&r, pick(call, 2, TESTS)).await }
@@ -832,6 +849,13 @@ fn read_workloads(
                 what: "the same, against raw SeaORM on the crate's pool options",
                 scoped: SCOPED_FIVE,
                 raw: RAW_FIVE_CRATE,
+                max: 1.1,
+            },
+            Goal {
+                key: None,
+                what: "the five in TenantScope::read_only within 1.1x of the five raw",
+                scoped: SCOPED_FIVE_READ_ONLY,
+                raw: RAW_FIVE,
                 max: 1.1,
             },
         ],
@@ -898,6 +922,7 @@ const SIMPLE_POINT: &str = "floor: sqlx, one simple query, BEGIN+SET, SELECT, RO
 const RAW_POINT: &str = "raw SeaORM Entity::find_by_id (superuser)";
 const RAW_POINT_CRATE: &str = "raw SeaORM find_by_id, crate's pool options";
 const SCOPED_FIVE: &str = "TenantScope::transaction, five queries";
+const SCOPED_FIVE_READ_ONLY: &str = "TenantScope::read_only, five queries";
 const RAW_FIVE: &str = "raw SeaORM, five queries in a transaction";
 const RAW_FIVE_CRATE: &str = "raw SeaORM, five in a transaction, crate's pool";
 
