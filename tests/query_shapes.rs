@@ -562,3 +562,54 @@ async fn raw_sql_in_any_shape_is_refused_before_anything_is_sent() {
             .map(drop),
     );
 }
+
+#[tokio::test]
+async fn inside_a_transaction_an_open_stream_refuses_the_transactions_other_statements() {
+    let w = setup().await;
+    let done = tokio::time::timeout(
+        Duration::from_secs(20),
+        w.scope(&w.a).transaction(|tx| {
+            Box::pin(async move {
+                let mut rows = tx.find::<fg_occurrence::Entity>().stream();
+                rows.next().await.unwrap()?;
+                // The stream holds the connection: waiting for it here would wait forever.
+                let during = tx.find::<fg_test_case::Entity>().all().await;
+                let second = tx
+                    .find::<fg_test_case::Entity>()
+                    .stream()
+                    .try_collect::<Vec<_>>()
+                    .await;
+                let nested = tx
+                    .transaction(|inner| {
+                        Box::pin(async move { inner.find::<fg_job::Entity>().count().await })
+                    })
+                    .await;
+                drop(rows);
+                let after = tx.find::<fg_test_case::Entity>().all().await?;
+                Ok::<_, Error>((
+                    during.map(drop),
+                    second.map(drop),
+                    nested.map(drop),
+                    after.len(),
+                ))
+            })
+        }),
+    )
+    .await
+    .expect("a statement waited for the stream")
+    .unwrap();
+    let (during, second, nested, after) = done;
+    for (what, r) in [
+        ("a statement", during),
+        ("a second stream", second),
+        ("a nested transaction", nested),
+    ] {
+        match r {
+            Err(Error::InvalidInput { reason, .. }) => {
+                assert!(reason.contains("stream"), "{what}: {reason}")
+            }
+            other => panic!("{what} while a stream is open: {other:?}"),
+        }
+    }
+    assert_eq!(after, 3);
+}

@@ -107,6 +107,10 @@ pub(crate) struct TxShared {
     /// own statements would run inside it, and be rolled back with it, so they are refused
     /// until it ends ([`unit::nest`]).
     nested: AtomicBool,
+    /// Whether a stream holds this transaction's connection: the transaction's other
+    /// statements are refused until it ends, instead of waiting for it (from the task that
+    /// holds the stream, forever).
+    streaming: AtomicBool,
 }
 
 impl TxShared {
@@ -115,6 +119,7 @@ impl TxShared {
             tx: tokio::sync::Mutex::new(Some(tx)),
             failed: Mutex::new(None),
             nested: AtomicBool::new(false),
+            streaming: AtomicBool::new(false),
         }
     }
 

@@ -199,8 +199,8 @@ where
     ///
     /// On the pool the stream has a transaction of its own, which ends when the stream does
     /// (or is dropped); inside [`TenantScope::transaction`] it holds the transaction for as
-    /// long as it lives, so drain or drop it before the transaction's next statement, which
-    /// waits for it.
+    /// long as it lives: the transaction's other statements (and a second stream) fail with
+    /// [`Error::InvalidInput`] until it is drained or dropped.
     pub fn stream(self) -> BoxStream<'s, Result<E::Model>> {
         self.into_model::<E::Model>().stream()
     }
@@ -479,7 +479,7 @@ impl TenantScope {
         let span = trace::operation_span(&ctx);
         let rows = async_stream::try_stream! {
             let stmt = stmt?;
-            let unit = self.unit(&ctx).await?;
+            let (unit, _mark) = self.stream_unit(&ctx).await?;
             {
                 let mut rows = unit.conn().stream_raw(&stmt);
                 while let Some(row) = rows.next().await {

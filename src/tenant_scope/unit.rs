@@ -1,7 +1,7 @@
 //! The unit of work: how one operation of a scope gets its transaction, and how its outcome is
 //! traced and recorded.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sea_orm::DbErr;
 use tokio::sync::{MappedMutexGuard, MutexGuard};
@@ -50,41 +50,56 @@ pub(crate) async fn lock<'a>(
     shared: &'a TxShared,
     ctx: &Context,
 ) -> Result<MappedMutexGuard<'a, Tx>> {
+    // A stream holds the lock for as long as it lives: waiting for it from the task that holds
+    // the stream would wait forever.
+    if shared.streaming.load(Ordering::Acquire) {
+        return Err(busy(ctx, STREAM_OPEN));
+    }
     let guard = MutexGuard::try_map(shared.tx.lock().await, |tx| tx.as_mut()).map_err(|_| {
         Error::TransactionEnded {
             context: ctx.clone(),
         }
     })?;
     if shared.nested.load(Ordering::Acquire) {
-        return Err(Error::InvalidInput {
-            context: ctx.clone(),
-            reason: "a nested transaction of this transaction is open, and this statement would \
-                     run inside it: run it through the scope the nested transaction gives its \
-                     closure, or after the nested transaction ends; nothing was sent"
-                .to_owned(),
-        });
+        return Err(busy(ctx, NESTED_OPEN));
     }
     Ok(guard)
 }
 
-/// Marks a nested transaction of `shared` open, for as long as it lives (see
-/// [`TxShared::nested`]).
-pub(crate) struct Nesting<'a>(&'a TxShared);
+const NESTED_OPEN: &str = "a nested transaction of this transaction is open, and this \
+                           statement would run inside it: run it through the scope the nested \
+                           transaction gives its closure, or after the nested transaction ends";
+const STREAM_OPEN: &str = "a stream of this transaction is open and holds its connection: \
+                           drain or drop the stream first";
 
-impl Drop for Nesting<'_> {
+fn busy(ctx: &Context, why: &str) -> Error {
+    Error::InvalidInput {
+        context: ctx.clone(),
+        reason: format!("{why}; nothing was sent"),
+    }
+}
+
+/// A mark on the open transaction (a nested transaction or a stream holds it), set while the
+/// value lives (see [`TxShared::nested`] and [`TxShared::streaming`]).
+pub(crate) struct Mark<'a>(&'a AtomicBool);
+
+impl Drop for Mark<'_> {
     fn drop(&mut self) {
-        self.0.nested.store(false, Ordering::Release);
+        self.0.store(false, Ordering::Release);
     }
 }
 
 /// A nested transaction of the open transaction of `shared`: a savepoint, with the outer
-/// transaction's own statements refused until the returned [`Nesting`] is dropped. Taken under
+/// transaction's own statements refused until the returned [`Mark`] is dropped. Taken under
 /// the transaction's lock, so no statement of it slips in between.
-pub(crate) async fn nest<'a>(shared: &'a TxShared, ctx: &Context) -> Result<(Tx, Nesting<'a>)> {
+pub(crate) async fn nest<'a>(shared: &'a TxShared, ctx: &Context) -> Result<(Tx, Mark<'a>)> {
+    if shared.streaming.load(Ordering::Acquire) {
+        return Err(busy(ctx, STREAM_OPEN));
+    }
     let (parent, tx) = savepoint(shared, ctx).await?;
     shared.nested.store(true, Ordering::Release);
     drop(parent);
-    Ok((tx, Nesting(shared)))
+    Ok((tx, Mark(&shared.nested)))
 }
 
 /// A savepoint in the open transaction of `shared`, with that transaction locked; a failure to
@@ -158,6 +173,27 @@ impl TenantScope {
             Conn::Pool(db) if ctx.operation.reads_only() => Unit::Read(self.begin(db, ctx).await?),
             Conn::Pool(db) => Unit::Own(self.begin(db, ctx).await?),
         })
+    }
+
+    /// The unit of a stream: [`TenantScope::unit`], and inside a transaction a [`Mark`] that
+    /// makes the transaction's other statements fail instead of waiting for the stream.
+    pub(crate) async fn stream_unit(&self, ctx: &Context) -> Result<(Unit<'_>, Option<Mark<'_>>)> {
+        let Conn::Tx(shared) = &self.conn else {
+            return Ok((self.unit(ctx).await?, None));
+        };
+        if shared.nested.load(Ordering::Acquire) {
+            return Err(busy(ctx, NESTED_OPEN));
+        }
+        if shared.streaming.swap(true, Ordering::AcqRel) {
+            return Err(busy(ctx, STREAM_OPEN));
+        }
+        let mark = Mark(&shared.streaming);
+        let tx = MutexGuard::try_map(shared.tx.lock().await, |tx| tx.as_mut()).map_err(|_| {
+            Error::TransactionEnded {
+                context: ctx.clone(),
+            }
+        })?;
+        Ok((Unit::Shared { tx, shared }, Some(mark)))
     }
 
     /// Like [`TenantScope::unit`], for a write of several statements: inside an open
