@@ -102,9 +102,22 @@ impl Service {
         delivery: &str,
         xml: String,
     ) -> reqwest::RequestBuilder {
+        self.post_job(org, repo, run, "unit", delivery, xml)
+    }
+
+    /// A report of job `job` of run `run`.
+    fn post_job(
+        &self,
+        org: &Org,
+        repo: &str,
+        run: &str,
+        job: &str,
+        delivery: &str,
+        xml: String,
+    ) -> reqwest::RequestBuilder {
         self.http
             .post(format!(
-                "{}/repos/{repo}/runs/{run}/junit?job=unit",
+                "{}/repos/{repo}/runs/{run}/junit?job={job}",
                 self.base
             ))
             .bearer_auth(&org.token)
@@ -154,15 +167,20 @@ async fn send(r: reqwest::RequestBuilder) -> (u16, Value) {
 
 /// A report of `n` test cases `t0..tn` of suite `unit`, class `C`; every third one failed.
 fn report(n: usize) -> String {
+    named_report("t", n)
+}
+
+/// [`report`] with the test cases named `<prefix>0..<prefix>n`.
+fn named_report(prefix: &str, n: usize) -> String {
     let mut xml = String::from(r#"<?xml version="1.0"?><testsuites><testsuite name="unit">"#);
     for i in 0..n {
         if i % 3 == 0 {
             xml.push_str(&format!(
-                r#"<testcase classname="C" name="t{i}" time="0.25"><failure message="expected {i} got 0">trace {i}</failure></testcase>"#
+                r#"<testcase classname="C" name="{prefix}{i}" time="0.25"><failure message="expected {i} got 0">trace {i}</failure></testcase>"#
             ));
         } else {
             xml.push_str(&format!(
-                r#"<testcase classname="C" name="t{i}" time="0.5"/>"#
+                r#"<testcase classname="C" name="{prefix}{i}" time="0.5"/>"#
             ));
         }
     }
@@ -200,11 +218,16 @@ async fn a_report_is_stored_once_and_read_back() {
 
     // What was stored, through the scope.
     let scope = s.app.scope(s.a.id.clone());
-    let run = scope
-        .find_by_id::<fg_workflow_run::Entity, _>(delivery.clone())
+    let job = scope
+        .find_by_id::<fg_job::Entity, _>(delivery.clone())
         .await
         .unwrap()
-        .expect("the run is keyed by its delivery GUID");
+        .expect("the job is keyed by its delivery GUID");
+    let run = scope
+        .find_by_id::<fg_workflow_run::Entity, _>(job.run_id.clone())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (run.run_id.as_str(), run.conclusion.as_deref()),
         ("1001", Some("failure"))
@@ -218,7 +241,7 @@ async fn a_report_is_stored_once_and_read_back() {
     assert_eq!(failed, 2 + 3);
     let t0 = scope
         .find::<fg_occurrence::Entity>()
-        .filter(fg_occurrence::Column::RunId.eq(delivery.clone()))
+        .filter(fg_occurrence::Column::JobId.eq(delivery.clone()))
         .filter(fg_occurrence::Column::FailureMessage.eq("expected 0 got 0"))
         .one()
         .await
@@ -473,4 +496,41 @@ async fn each_request_has_a_span_with_its_organization_and_the_scopes_spans_bene
             .any(|c| c.name == "flakeguard.transaction" && c.parents.contains(&"request")),
         "the report's transaction runs beneath its request"
     );
+}
+
+#[tokio::test]
+async fn each_job_of_a_run_adds_its_results_once() {
+    let s = start().await;
+    let guid = || Uuid::new_v4().to_string();
+    let (status, unit) = send(s.post_job(&s.a, &s.a.repo, "5", "unit", &guid(), report(3))).await;
+    assert_eq!(status, 201, "{unit}");
+    // Another job of the same run, with tests of its own: the same run, a second job.
+    let (status, integration) = send(s.post_job(
+        &s.a,
+        &s.a.repo,
+        "5",
+        "integration",
+        &guid(),
+        named_report("i", 4),
+    ))
+    .await;
+    assert_eq!(status, 201, "{integration}");
+    assert_eq!(integration["run"], unit["run"]);
+    assert_ne!(integration["job"], unit["job"]);
+    assert_eq!(s.counts().await, [1, 2, 7, 7]);
+    // The same job again under a new delivery: stored once.
+    let (status, again) = send(s.post_job(
+        &s.a,
+        &s.a.repo,
+        "5",
+        "integration",
+        &guid(),
+        named_report("i", 4),
+    ))
+    .await;
+    assert_eq!((status, &again["job"]), (200, &integration["job"]));
+    // A third job reporting tests the run holds already: refused, nothing written.
+    let (status, body) = send(s.post_job(&s.a, &s.a.repo, "5", "e2e", &guid(), report(3))).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(s.counts().await, [1, 2, 7, 7]);
 }

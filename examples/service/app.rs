@@ -3,7 +3,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `POST /repos/{repo}/runs/{run}/junit?job=<job>` | store a JUnit XML report (header `X-GitHub-Delivery`) |
+//! | `POST /repos/{repo}/runs/{run}/junit?job=<job>` | store one job's JUnit XML report (header `X-GitHub-Delivery`) |
 //! | `GET /repos/{repo}` | the repository |
 //! | `GET /repos/{repo}/failure-rates?days=7` | `reports::failure_rates` |
 //! | `GET /repos/{repo}/flakiest?limit=10&days=7` | `reports::flakiest_tests` |
@@ -13,7 +13,7 @@
 //! Statuses: 401 without a known token, 404 for a repository that is not the caller's
 //! organization's (another organization's looks exactly like a missing one), 400 for a
 //! malformed report or delivery GUID (nothing is written), 200 for a redelivery, 201 for a
-//! stored report.
+//! stored report, 409 for a report of another job whose tests the run holds already.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -190,6 +190,10 @@ async fn report(
         Ok(stored @ Stored::Stored { .. }) => Ok((StatusCode::CREATED, Json(stored))),
         Ok(again @ Stored::AlreadyStored { .. }) => Ok((StatusCode::OK, Json(again))),
         Err(Refused::UnknownRepository) => Err(not_found()),
+        Err(Refused::TestAlreadyInRun) => Err(ApiError(
+            StatusCode::CONFLICT,
+            "a test of this report is stored for this run by another job's report".into(),
+        )),
         Err(Refused::Db(e)) => Err(e.into()),
     }
 }

@@ -1,5 +1,6 @@
-//! Storing one delivered JUnit report: the run, its job, the test cases (upserted by suite,
-//! class and name) and one occurrence per test case, in one transaction of the tenant.
+//! Storing one delivered JUnit report: one job of a CI run. In one transaction of the tenant:
+//! the run (created by its first job's report), the job, the test cases (upserted by suite,
+//! class and name) and one occurrence per test case.
 
 use std::collections::HashMap;
 
@@ -27,8 +28,8 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// The stored run's "id": the delivery GUID, so that a redelivery finds its run by key.
-    pub fn run_key(&self) -> String {
+    /// The stored job's "id": the delivery GUID, so that a redelivery finds its job by key.
+    pub fn job_key(&self) -> String {
         self.id.hyphenated().to_string()
     }
 }
@@ -37,15 +38,16 @@ impl Delivery {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Stored {
-    /// The run was new: stored with this many test cases and occurrences.
+    /// The job's report was new: stored, with this many new test cases and occurrences.
     Stored {
         run: String,
+        job: String,
         new_test_cases: usize,
         occurrences: u64,
     },
-    /// The run was stored before (the same delivery again, or the same run under another
-    /// delivery): nothing was written.
-    AlreadyStored { run: String },
+    /// The job's report was stored before (the same delivery again, or the same job of the
+    /// same run under another delivery): nothing was written.
+    AlreadyStored { run: String, job: String },
 }
 
 /// Why a delivery was not stored.
@@ -53,6 +55,9 @@ pub enum Stored {
 pub enum Refused {
     /// The repository is not this tenant's (or does not exist).
     UnknownRepository,
+    /// A test of the report is stored for this run already, by another job's report: the
+    /// schema holds one occurrence per test and run.
+    TestAlreadyInRun,
     /// The database refused or failed.
     Db(Error),
 }
@@ -64,14 +69,15 @@ impl From<Error> for Refused {
 }
 
 /// Stores `results` of `delivery` for the tenant of `scope`, once: a redelivery (the same
-/// GUID, or the same run of the same repository) stores nothing and says so.
+/// GUID, or the same job of the same run) stores nothing and says so. Another job of a run
+/// already stored adds its job and occurrences to that run.
 pub async fn store(
     scope: &TenantScope,
     delivery: &Delivery,
     results: Vec<TestResult>,
 ) -> Result<Stored, Refused> {
-    if let Some(run) = stored_before(scope, delivery).await? {
-        return Ok(Stored::AlreadyStored { run });
+    if let Some((run, job)) = stored_before(scope, delivery).await? {
+        return Ok(Stored::AlreadyStored { run, job });
     }
     if scope
         .find_by_id::<fg_repository::Entity, _>(delivery.repo_id.clone())
@@ -86,30 +92,53 @@ pub async fn store(
         .await;
     match stored {
         Ok(stored) => Ok(stored),
-        // Another delivery of the same run won a race with this one.
+        // Another delivery of the same job won a race with this one, or another job of the
+        // run holds one of this report's tests.
         Err(e) if e.is_unique_violation() => match stored_before(scope, delivery).await? {
-            Some(run) => Ok(Stored::AlreadyStored { run }),
+            Some((run, job)) => Ok(Stored::AlreadyStored { run, job }),
+            None if e.context().and_then(|c| c.table) == Some("FGOccurrence") => {
+                Err(Refused::TestAlreadyInRun)
+            }
             None => Err(Refused::Db(e)),
         },
         Err(e) => Err(Refused::Db(e)),
     }
 }
 
-/// The stored run of `delivery`, by its GUID or by the repository's run id.
-async fn stored_before(scope: &TenantScope, delivery: &Delivery) -> Result<Option<String>, Error> {
-    let by_guid = scope
-        .find_by_id::<fg_workflow_run::Entity, _>(delivery.run_key())
-        .await?;
-    if let Some(run) = by_guid {
-        return Ok(Some(run.id));
+/// The stored run and job of `delivery`, by its GUID or by the run's job name.
+async fn stored_before(
+    scope: &TenantScope,
+    delivery: &Delivery,
+) -> Result<Option<(String, String)>, Error> {
+    if let Some(job) = scope
+        .find_by_id::<fg_job::Entity, _>(delivery.job_key())
+        .await?
+    {
+        return Ok(Some((job.run_id, job.id)));
     }
-    let by_run = scope
+    let Some(run) = run_of(scope, delivery).await? else {
+        return Ok(None);
+    };
+    let job = scope
+        .find::<fg_job::Entity>()
+        .filter(fg_job::Column::RunId.eq(run.id.clone()))
+        .filter(fg_job::Column::JobId.eq(delivery.job.clone()))
+        .one()
+        .await?;
+    Ok(job.map(|j| (run.id, j.id)))
+}
+
+/// The stored run of `delivery`'s repository and run id, if any.
+async fn run_of(
+    scope: &TenantScope,
+    delivery: &Delivery,
+) -> Result<Option<fg_workflow_run::Model>, Error> {
+    scope
         .find::<fg_workflow_run::Entity>()
         .filter(fg_workflow_run::Column::RepoId.eq(delivery.repo_id.clone()))
         .filter(fg_workflow_run::Column::RunId.eq(delivery.run_id.clone()))
         .one()
-        .await?;
-    Ok(by_run.map(|r| r.id))
+        .await
 }
 
 /// The key of a test case: suite, class, name.
@@ -118,18 +147,31 @@ type CaseKey = (String, Option<String>, String);
 async fn write(tx: &TenantScope, d: &Delivery, results: Vec<TestResult>) -> Result<Stored, Error> {
     let failed = results.iter().any(TestResult::failed);
     let conclusion = if failed { "failure" } else { "success" };
-    let run = tx
-        .insert(fg_workflow_run::ActiveModel {
-            id: Set(d.run_key()),
-            repo_id: Set(d.repo_id.clone()),
-            run_id: Set(d.run_id.clone()),
-            status: Set("completed".into()),
-            conclusion: Set(Some(conclusion.into())),
-            ..Default::default()
-        })
-        .await?;
+    // The run: created by its first job's report; a failed job makes it a failure.
+    let run = match run_of(tx, d).await? {
+        Some(run) if failed && run.conclusion.as_deref() != Some("failure") => {
+            tx.update(fg_workflow_run::ActiveModel {
+                id: Set(run.id.clone()),
+                conclusion: Set(Some("failure".into())),
+                ..Default::default()
+            })
+            .await?
+        }
+        Some(run) => run,
+        None => {
+            tx.insert(fg_workflow_run::ActiveModel {
+                repo_id: Set(d.repo_id.clone()),
+                run_id: Set(d.run_id.clone()),
+                status: Set("completed".into()),
+                conclusion: Set(Some(conclusion.into())),
+                ..Default::default()
+            })
+            .await?
+        }
+    };
     let job = tx
         .insert(fg_job::ActiveModel {
+            id: Set(d.job_key()),
             run_id: Set(run.id.clone()),
             job_id: Set(d.job.clone()),
             name: Set(d.job.clone()),
@@ -221,6 +263,7 @@ async fn write(tx: &TenantScope, d: &Delivery, results: Vec<TestResult>) -> Resu
     };
     Ok(Stored::Stored {
         run: run.id,
+        job: job.id,
         new_test_cases,
         occurrences,
     })
