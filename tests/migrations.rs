@@ -10,7 +10,7 @@ use flakeguard_db::testing::TestDatabase;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use support::{Schema, diff, read_catalog, report};
 
-const STEPS: [&str; 8] = [
+const STEPS: [&str; 9] = [
     "m20240824_000000_init",
     "m20240824_000001_enhance_test_models_for_junit_ingestion",
     "m20240825_000000_add_flakeguard_core_models",
@@ -19,6 +19,7 @@ const STEPS: [&str; 8] = [
     "m20240826_000002_fix_migration_inconsistencies",
     "m20240827_000000_add_row_level_security",
     "m20240828_000000_add_tenant_keys",
+    "m20240829_000000_add_tenant_statistics",
 ];
 
 async fn applied(conn: &DatabaseConnection) -> Vec<String> {

@@ -1,5 +1,6 @@
-//! A snapshot of the database catalog: tables, columns, keys, indexes, enums, row-level
-//! security and grants, each by name; and the differences between two snapshots.
+//! A snapshot of the database catalog: tables, columns, keys, indexes, extended statistics,
+//! enums, row-level security and grants, each by name; and the differences between two
+//! snapshots.
 //!
 //! The snapshot is what `validate`, `adopt` and the tests compare: the live database against
 //! a reference built by applying this crate's migrations to a scratch database.
@@ -47,6 +48,8 @@ pub struct Table {
     pub indexes: BTreeMap<String, Vec<String>>,
     /// Foreign keys by constraint name.
     pub foreign_keys: BTreeMap<String, ForeignKey>,
+    /// Extended statistics objects by name, with their columns (sorted by name).
+    pub statistics: BTreeMap<String, Vec<String>>,
 }
 
 /// Row-level security and the application role's grants of one table.
@@ -221,6 +224,24 @@ pub async fn read<C: ConnectionTrait>(db: &C) -> Result<Schema, DbErr> {
         let table = schema.tables.entry(s(&r, "t")?).or_default();
         table.indexes.insert(s(&r, "name")?, list(&r, "cols")?);
     }
+    let statistics = rows(
+        db,
+        // PostgreSQL keeps a statistics object's columns in table order, which means nothing
+        // for the object: they are compared as a set, by name.
+        "SELECT c.relname::text AS t, s.stxname::text AS name,
+                (SELECT string_agg(a.attname::text, ',' ORDER BY a.attname::text)
+                   FROM unnest(s.stxkeys) WITH ORDINALITY k(num, ord)
+                   JOIN pg_attribute a ON a.attrelid = s.stxrelid AND a.attnum = k.num) AS cols
+         FROM pg_statistic_ext s
+         JOIN pg_class c ON c.oid = s.stxrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public'",
+    )
+    .await?;
+    for r in statistics {
+        let table = schema.tables.entry(s(&r, "t")?).or_default();
+        table.statistics.insert(s(&r, "name")?, list(&r, "cols")?);
+    }
     let enums = rows(
         db,
         "SELECT t.typname::text AS name, string_agg(e.enumlabel::text, ',' ORDER BY e.enumsortorder) AS labels
@@ -355,6 +376,13 @@ pub fn diff(expected: &Schema, actual: &Schema) -> Vec<String> {
             "foreign key",
             &exp.foreign_keys,
             &act.foreign_keys,
+        );
+        diff_map(
+            &mut out,
+            tname,
+            "statistics",
+            &exp.statistics,
+            &act.statistics,
         );
     }
     for tname in actual.tables.keys() {

@@ -29,6 +29,9 @@
 //!    foreign keys `("orgId", "<col>") REFERENCES "<Parent>" ("orgId", "id")` on every reference
 //!    between tenant data, policies without subqueries, `Task."orgId"`'s foreign key, and NULLS
 //!    NOT DISTINCT on the unique constraints over nullable columns.
+//! 9. [`m20240829_000000_add_tenant_statistics`]: extended statistics on ("orgId", "repoId") of
+//!    `FGTestCase`, `FGWorkflowRun` and `FGFailureCluster`, so that the planner knows a
+//!    repository belongs to one organization.
 //!
 //! Every step has a `down` that undoes exactly that step. Each step runs in its own transaction on
 //! PostgreSQL. Apply them through [`runner`] (or the binary), which holds an advisory lock so that
@@ -86,8 +89,10 @@ pub mod m20240826_000001_add_flakeguard_models;
 pub mod m20240826_000002_fix_migration_inconsistencies;
 pub mod m20240827_000000_add_row_level_security;
 pub mod m20240828_000000_add_tenant_keys;
+pub mod m20240829_000000_add_tenant_statistics;
 
-/// The FlakeGuard migrator: the six schema steps and the row-level security step, in order.
+/// The FlakeGuard migrator: the schema's history (steps 1 to 6), row-level security (7), the
+/// tenant keys (8) and the planner's statistics (9), in order.
 ///
 /// Use it through [`MigratorTrait`]: `Migrator::up(&db, None)` applies every pending step,
 /// `Migrator::down(&db, Some(1))` rolls the last one back, `Migrator::status(&db)` lists them.
@@ -106,6 +111,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20240826_000002_fix_migration_inconsistencies::Migration),
             Box::new(m20240827_000000_add_row_level_security::Migration),
             Box::new(m20240828_000000_add_tenant_keys::Migration),
+            Box::new(m20240829_000000_add_tenant_statistics::Migration),
         ]
     }
 }

@@ -128,7 +128,8 @@ async fn build_reference(db: &DatabaseConnection, name: &str) -> Result<Referenc
 /// Checks the live database `db` against this crate's migrations and entities.
 ///
 /// Checks every table, column (type, nullability, default), primary key, unique constraint,
-/// index, foreign key (with its on-delete rule) and enum under its name; row-level security
+/// index, foreign key (with its on-delete rule), extended statistics object and enum under its
+/// name; row-level security
 /// enabled, forced and with its policies on every table of tenant data; the grants of
 /// `flakeguard_app`; the entities against the columns (drift); no NULL "orgId" in tenant tables;
 /// and a complete migration history.
@@ -165,6 +166,10 @@ pub async fn validate_against(
     report
         .checked
         .push(("foreign keys", expected.count(|t| t.foreign_keys.len())));
+    report.checked.push((
+        "extended statistics",
+        expected.count(|t| t.statistics.len()),
+    ));
     report.checked.push(("enums", expected.enums.len()));
     report.checked.push((
         "row-level security policies",

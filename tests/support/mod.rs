@@ -80,6 +80,9 @@ pub fn parse_schema_md(md: &str) -> Schema {
         } else if let Some(rest) = line.strip_prefix("- index: ") {
             let (name, cols) = name_and_cols(rest);
             table.indexes.insert(name, cols);
+        } else if let Some(rest) = line.strip_prefix("- statistics: ") {
+            let (name, cols) = name_and_cols(rest);
+            table.statistics.insert(name, cols);
         } else if let Some(rest) = line.strip_prefix("- foreign key: ") {
             let (name, cols) = name_and_cols(rest);
             let after = rest.split_once(" references ").unwrap().1;
