@@ -1,4 +1,4 @@
-//! The six-step migration history: each step up and down, and data carried through upgrades.
+//! The migration history, nine steps: each step up and down, and data carried through upgrades.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

@@ -1,10 +1,11 @@
 //! The FlakeGuard schema history as SeaORM migrations.
 //!
-//! `flakeguard-migration` holds the eight steps by which the FlakeGuard PostgreSQL schema grew, in
+//! `flakeguard-migration` holds the nine steps by which the FlakeGuard PostgreSQL schema grew, in
 //! order, and the [`Migrator`] that applies them (also available as the `flakeguard-migration`
 //! binary): six schema steps, after which the tables match `docs/SCHEMA.md` item for item, then
-//! one that puts row-level security on them, and one that adds the tenant keys of the contract's
-//! addendum. A database created by any earlier step upgrades without losing a row.
+//! one that puts row-level security on them, one that adds the tenant keys of the contract's
+//! addendum, and one that adds the planner's statistics of the second addendum. A database
+//! created by any earlier step upgrades without losing a row.
 //!
 //! 1. [`m20240824_000000_init`]: `User`, `Task`, the `"TaskStatus"` and `"Priority"` enums, and the
 //!    GitHub App tables (`Installation`, `Repository`, `CheckRun`, `WorkflowRun`, `WorkflowJob`,
