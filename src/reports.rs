@@ -126,12 +126,11 @@ fn since(column: impl ColumnTrait, since: Option<DateTime<Utc>>) -> Condition {
 
 /// `SUM(CASE WHEN "FGOccurrence"."status" = 'failed' AND extra THEN 1 ELSE 0 END)`.
 fn failures_where(extra: Option<Condition>) -> Expr {
-    let failed = fg_occurrence::Column::Status.eq("failed");
-    let when = match extra {
-        Some(extra) => Condition::all().add(failed).add(extra),
-        None => Condition::all().add(failed),
-    };
-    Func::sum(Expr::case(when, 1).finally(0)).into()
+    count_where(
+        Condition::all()
+            .add(fg_occurrence::Column::Status.eq("failed"))
+            .add_option(extra),
+    )
 }
 
 /// `SUM(CASE WHEN cond THEN 1 ELSE 0 END)`.

@@ -267,6 +267,28 @@ async fn sample(op: &Op, round: usize, clients: usize, ops: usize) -> Res<f64> {
     Ok(start.elapsed().as_secs_f64() * 1e6 / (clients * ops) as f64)
 }
 
+/// The milliseconds of an `EXPLAIN ANALYZE` output line that starts with `prefix`
+/// (`Planning Time:`, `Execution Time:`).
+fn explain_ms(line: &str, prefix: &str) -> Option<f64> {
+    line.trim()
+        .strip_prefix(prefix)?
+        .trim()
+        .trim_end_matches(" ms")
+        .parse()
+        .ok()
+}
+
+/// The planning and the execution time, in ms, of the `EXPLAIN ANALYZE` output `rows`.
+fn plan_times(rows: &[flakeguard_db::sea_orm::QueryResult]) -> Res<(f64, f64)> {
+    let mut times = (0.0, 0.0);
+    for row in rows {
+        let line: String = row.try_get("", "QUERY PLAN")?;
+        times.0 += explain_ms(&line, "Planning Time:").unwrap_or(0.0);
+        times.1 += explain_ms(&line, "Execution Time:").unwrap_or(0.0);
+    }
+    Ok(times)
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
@@ -1798,25 +1820,6 @@ async fn explain_five(app: &DatabaseConnection, raw: &DatabaseConnection, n: usi
         sql: format!("EXPLAIN (ANALYZE) {}", st.sql),
         ..st.clone()
     };
-    // (planning, execution) in ms.
-    let ms = |rows: Vec<flakeguard_db::sea_orm::QueryResult>| -> Res<(f64, f64)> {
-        let mut times = (0.0, 0.0);
-        for row in rows {
-            let line: String = row.try_get("", "QUERY PLAN")?;
-            let field = |prefix: &str| {
-                line.trim()
-                    .strip_prefix(prefix)
-                    .and_then(|t| t.trim().trim_end_matches(" ms").parse::<f64>().ok())
-            };
-            if let Some(v) = field("Planning Time:") {
-                times.0 += v;
-            }
-            if let Some(v) = field("Execution Time:") {
-                times.1 += v;
-            }
-        }
-        Ok(times)
-    };
     println!(
         "\nthe five queries, server-side, medians of {n} runs (ms): planning + execution = total"
     );
@@ -1830,9 +1833,9 @@ async fn explain_five(app: &DatabaseConnection, raw: &DatabaseConnection, n: usi
         for i in 0..n {
             for k in 0..2 {
                 if (k + i) % 2 == 0 {
-                    ts.push(ms(s.query_raw(explain(scoped)).await?)?);
+                    ts.push(plan_times(&s.query_raw(explain(scoped)).await?)?);
                 } else {
-                    tr.push(ms(raw.query_all_raw(explain(plain)).await?)?);
+                    tr.push(plan_times(&raw.query_all_raw(explain(plain)).await?)?);
                 }
             }
         }
@@ -1944,13 +1947,7 @@ async fn explain_single_insert(
             for row in rows {
                 let line: String = sqlx::Row::try_get(&row, 0)?;
                 for prefix in ["Planning Time:", "Execution Time:"] {
-                    if let Some(ms) = line
-                        .trim()
-                        .strip_prefix(prefix)
-                        .and_then(|t| t.trim().trim_end_matches(" ms").parse::<f64>().ok())
-                    {
-                        total += ms;
-                    }
+                    total += explain_ms(&line, prefix).unwrap_or(0.0);
                 }
                 if k == 2 {
                     plan.push(line);
@@ -2088,22 +2085,9 @@ async fn server_times(
                 }
                 _ => s.query_raw(stmt).await?,
             };
-            for row in rows {
-                let line: String = row.try_get("", "QUERY PLAN")?;
-                let ms = |prefix: &str| -> Option<f64> {
-                    line.strip_prefix(prefix)?
-                        .trim()
-                        .trim_end_matches(" ms")
-                        .parse()
-                        .ok()
-                };
-                if let Some(t) = ms("Planning Time:") {
-                    plan[k].push(t);
-                }
-                if let Some(t) = ms("Execution Time:") {
-                    execute[k].push(t);
-                }
-            }
+            let (planning, execution) = plan_times(&rows)?;
+            plan[k].push(planning);
+            execute[k].push(execution);
         }
     }
     println!(

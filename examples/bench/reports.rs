@@ -454,18 +454,9 @@ pub async fn server_times(raw: &DatabaseConnection, app: &DatabaseConnection, n:
                         sql: format!("EXPLAIN (ANALYZE, TIMING OFF) {}", st.sql),
                         ..st.clone()
                     };
-                    for row in sides[k].query(&org, explain).await? {
-                        let line: String = row.try_get("", "QUERY PLAN")?;
-                        let ms = |prefix: &str| -> Option<f64> {
-                            line.strip_prefix(prefix)?
-                                .trim()
-                                .trim_end_matches(" ms")
-                                .parse()
-                                .ok()
-                        };
-                        plan += ms("Planning Time:").unwrap_or(0.0);
-                        exec += ms("Execution Time:").unwrap_or(0.0);
-                    }
+                    let (p, e) = super::plan_times(&sides[k].query(&org, explain).await?)?;
+                    plan += p;
+                    exec += e;
                 }
                 times[r][k].0.push(plan);
                 times[r][k].1.push(exec);

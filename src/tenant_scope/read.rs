@@ -26,18 +26,11 @@ impl TenantScope {
         raw: Option<&str>,
     ) -> Result<Statement> {
         if let Some(reason) = raw {
-            return Err(Error::InvalidInput {
-                context: ctx.clone(),
-                reason: crate::lock::refusal(reason),
-            });
+            return Err(super::shape::refusal(ctx, reason));
         }
         let stmt = query.build(DbBackend::Postgres);
-        crate::lock::verify(&stmt, crate::lock::Mode::Tenant(self.org.as_str())).map_err(
-            |reason| Error::InvalidInput {
-                context: ctx.clone(),
-                reason: crate::lock::refusal(&reason),
-            },
-        )?;
+        crate::lock::verify(&stmt, crate::lock::Mode::Tenant(self.org.as_str()))
+            .map_err(|reason| super::shape::refusal(ctx, &reason))?;
         Ok(stmt)
     }
 

@@ -286,7 +286,8 @@ where
     }
 }
 
-fn refusal(ctx: &Context, reason: &str) -> Error {
+/// The Rust lock's refusal `reason`, as the error of the operation of `ctx`: nothing was sent.
+pub(super) fn refusal(ctx: &Context, reason: &str) -> Error {
     Error::InvalidInput {
         context: ctx.clone(),
         reason: crate::lock::refusal(reason),

@@ -55,15 +55,20 @@ pub(crate) async fn lock<'a>(
     if shared.streaming.load(Ordering::Acquire) {
         return Err(busy(ctx, STREAM_OPEN));
     }
-    let guard = MutexGuard::try_map(shared.tx.lock().await, |tx| tx.as_mut()).map_err(|_| {
-        Error::TransactionEnded {
-            context: ctx.clone(),
-        }
-    })?;
+    let guard = acquire(shared, ctx).await?;
     if shared.nested.load(Ordering::Acquire) {
         return Err(busy(ctx, NESTED_OPEN));
     }
     Ok(guard)
+}
+
+/// The open transaction of `shared`, locked; [`Error::TransactionEnded`] when it has ended.
+async fn acquire<'a>(shared: &'a TxShared, ctx: &Context) -> Result<MappedMutexGuard<'a, Tx>> {
+    MutexGuard::try_map(shared.tx.lock().await, |tx| tx.as_mut()).map_err(|_| {
+        Error::TransactionEnded {
+            context: ctx.clone(),
+        }
+    })
 }
 
 const NESTED_OPEN: &str = "a nested transaction of this transaction is open, and this \
@@ -188,11 +193,7 @@ impl TenantScope {
             return Err(busy(ctx, STREAM_OPEN));
         }
         let mark = Mark(&shared.streaming);
-        let tx = MutexGuard::try_map(shared.tx.lock().await, |tx| tx.as_mut()).map_err(|_| {
-            Error::TransactionEnded {
-                context: ctx.clone(),
-            }
-        })?;
+        let tx = acquire(shared, ctx).await?;
         Ok((Unit::Shared { tx, shared }, Some(mark)))
     }
 
