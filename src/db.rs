@@ -8,7 +8,7 @@ use crate::error::{Context, Operation};
 use crate::tx::{Pool, Tx};
 use crate::{Error, GlobalTables, OrgId, Result, TenantScope};
 
-/// Runs `f` in a transaction of its own on `db`, with no tenant set (the global tables'
+/// Runs `f`, one statement, in a transaction of its own on `db`, with no tenant set (the global tables'
 /// handle and CrossTenant: every statement of the crate runs in a transaction, so that it works
 /// behind PgBouncer), committing on success (a read, [`Operation::Find`] or
 /// [`Operation::Count`], ends with a queued rollback instead); driver errors are mapped to
@@ -21,7 +21,20 @@ where
         .begin(None)
         .await
         .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))?;
-    let out = f(&tx).await.map_err(|e| Error::from_db(ctx.clone(), e))?;
+    // `f` is one statement: on the pipelined driver its COMMIT (a read's ROLLBACK) travels
+    // with it.
+    tx.end_with_next(
+        !ctx.operation.reads_only(),
+        Some("BEGIN READ ONLY".to_owned()),
+    )
+    .await;
+    let out = f(&tx).await.map_err(|e| {
+        let ctx = match tx.take_failed_step() {
+            Some(step) => ctx.with_operation(step),
+            None => ctx.clone(),
+        };
+        Error::from_db(ctx, e)
+    })?;
     if ctx.operation.reads_only() {
         // A read wrote nothing: its ROLLBACK is queued, not waited for, as a scope's reads.
         drop(tx);
@@ -64,6 +77,10 @@ impl Db {
         }
     }
 
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Access to `org`'s data: every query carries its tenant predicate.
     pub fn scope(&self, org: OrgId) -> TenantScope {
         TenantScope::on(self.pool.clone(), org)
@@ -83,8 +100,26 @@ impl Db {
         self.pool.orm()
     }
 
+    /// The same pool with pipelining turned off: every transaction runs on sqlx, with its
+    /// BEGIN in a round trip of its own (see README, "Round trips"). For comparison, or to rule
+    /// pipelining out when looking for a cause.
+    pub fn without_pipelining(self) -> Self {
+        Db {
+            pool: self.pool.without_pipelining(),
+        }
+    }
+
+    /// Whether the crate's transactions on this pool are pipelined (src/pipe.rs): the BEGIN
+    /// with the tenant, the statement and its COMMIT in one round trip. Not where TLS is
+    /// required or sqlx's statement cache is off (behind a PgBouncer without prepared
+    /// statements); there every transaction runs on sqlx.
+    pub fn is_pipelined(&self) -> bool {
+        self.pool.pipelined()
+    }
+
     /// Closes the pool, waiting for its connections to close.
     pub async fn close(self) -> Result<()> {
+        self.pool.close_pipe();
         self.pool
             .orm()
             .clone()

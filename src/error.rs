@@ -488,17 +488,65 @@ impl Error {
     }
 }
 
-/// PostgreSQL's error for a driver error, if the server sent one.
-pub(crate) fn pg_error(err: &DbErr) -> Option<&sea_orm::sqlx::postgres::PgDatabaseError> {
+/// What PostgreSQL said about a failed statement, on either driver.
+pub(crate) struct PgFacts<'a> {
+    code: &'a str,
+    message: &'a str,
+    detail: Option<&'a str>,
+    table: Option<&'a str>,
+    constraint: Option<&'a str>,
+}
+
+impl<'a> PgFacts<'a> {
+    pub(crate) fn code(&self) -> &'a str {
+        self.code
+    }
+
+    fn message(&self) -> &'a str {
+        self.message
+    }
+
+    fn detail(&self) -> Option<&'a str> {
+        self.detail
+    }
+
+    fn table(&self) -> Option<&'a str> {
+        self.table
+    }
+
+    fn constraint(&self) -> Option<&'a str> {
+        self.constraint
+    }
+}
+
+/// PostgreSQL's error for a driver error, if the server sent one (to sqlx, or to the pipelined
+/// driver, whose errors travel as sqlx's; src/pipe.rs).
+pub(crate) fn pg_error(err: &DbErr) -> Option<PgFacts<'_>> {
     let runtime = match err {
         DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
         | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e,
         _ => return None,
     };
-    match runtime.as_ref() {
-        sea_orm::sqlx::Error::Database(db) => db.try_downcast_ref(),
-        _ => None,
+    let sea_orm::sqlx::Error::Database(db) = runtime.as_ref() else {
+        return None;
+    };
+    if let Some(pg) = db.try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>() {
+        return Some(PgFacts {
+            code: pg.code(),
+            message: pg.message(),
+            detail: pg.detail(),
+            table: pg.table(),
+            constraint: pg.constraint(),
+        });
     }
+    let pg = &db.try_downcast_ref::<crate::pipe::PipeDbError>()?.0;
+    Some(PgFacts {
+        code: pg.code().code(),
+        message: pg.message(),
+        detail: pg.detail(),
+        table: pg.table(),
+        constraint: pg.constraint(),
+    })
 }
 
 /// PostgreSQL's message and detail of a driver error, or the driver's own text.

@@ -62,6 +62,7 @@ mod global;
 mod input;
 mod lock;
 mod org_id;
+mod pipe;
 pub mod reports;
 mod tenant_scope;
 #[cfg(feature = "testing")]

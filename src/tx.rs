@@ -42,6 +42,7 @@ use sea_query_sqlx::SqlxValues;
 use sqlx_core::transaction::TransactionManager as _;
 
 use crate::OrgId;
+use crate::pipe::{self, PipePool};
 
 /// The simple query that opens a transaction bound to `org`: `BEGIN` and `SET LOCAL
 /// app.current_tenant_id`, sent together in one round trip.
@@ -92,7 +93,8 @@ fn broken(e: &sqlx::Error) -> bool {
 }
 
 /// A handle's pool: SeaORM's connection (for [`Db::unscoped_connection`] and callers' own
-/// SeaORM code) and the sqlx pool underneath, on which the crate opens its transactions.
+/// SeaORM code), the sqlx pool underneath, and the pipelined pool that accompanies it
+/// (src/pipe.rs), on which the crate opens its transactions when it has one.
 ///
 /// [`Db::unscoped_connection`]: crate::Db::unscoped_connection
 #[derive(Clone, Debug)]
@@ -100,6 +102,8 @@ pub(crate) struct Pool {
     orm: DatabaseConnection,
     /// `None` when `orm` is not a sqlx PostgreSQL pool (a mock or a proxy connection).
     pg: Option<PgPool>,
+    /// `None` where pipelining cannot serve the sqlx pool's connections ([`PipePool::shared`]).
+    pipe: Option<Arc<PipePool>>,
 }
 
 impl Pool {
@@ -110,16 +114,46 @@ impl Pool {
             }
             _ => None,
         };
-        Pool { orm, pg }
+        let pipe = pg.as_ref().and_then(PipePool::shared);
+        Pool { orm, pg, pipe }
+    }
+
+    /// The same pool without pipelining: every transaction on sqlx.
+    pub(crate) fn without_pipelining(mut self) -> Self {
+        self.pipe = None;
+        self
+    }
+
+    pub(crate) fn pipelined(&self) -> bool {
+        self.pipe.is_some()
     }
 
     pub(crate) fn orm(&self) -> &DatabaseConnection {
         &self.orm
     }
 
-    /// Opens a transaction with `begin` (a bare `BEGIN` when `None`), retrying once on another
-    /// connection when the first one turns out to be broken.
+    /// Closes the pipelined pool (the caller closes SeaORM's).
+    pub(crate) fn close_pipe(&self) {
+        if let Some(pipe) = &self.pipe {
+            pipe.close();
+        }
+    }
+
+    /// Opens a transaction with `begin` (a bare `BEGIN` when `None`). On the pipelined pool
+    /// nothing is sent yet: the BEGIN travels with the first statement. On sqlx, the BEGIN is
+    /// sent now, retried once on another connection when the first one turns out to be broken.
     pub(crate) async fn begin(&self, begin: Option<&str>) -> Result<Tx, DbErr> {
+        if let Some(pipe) = &self.pipe {
+            let conn = pipe.begin(begin.unwrap_or("BEGIN")).await?;
+            return Ok(Tx {
+                inner: Inner::Pipe {
+                    conn: Arc::new(tokio::sync::Mutex::new(conn)),
+                    level: 1,
+                    step: Arc::default(),
+                },
+                open: true,
+            });
+        }
         let pool = self.pg.as_ref().ok_or_else(|| {
             DbErr::Conn(RuntimeErr::Internal(
                 "flakeguard-db runs on a sqlx PostgreSQL pool; this connection is another kind"
@@ -133,8 +167,8 @@ impl Pool {
         }
     }
 
-    /// One attempt of [`Pool::begin`]; the flag says whether a retry may help (the connection
-    /// was broken before anything happened on it).
+    /// One attempt of [`Pool::begin`] on sqlx; the flag says whether a retry may help (the
+    /// connection was broken before anything happened on it).
     async fn begin_on(pool: &PgPool, begin: Option<&str>) -> Result<Tx, (DbErr, bool)> {
         let mut conn = pool.acquire().await.map_err(|e| (conn_err(e), false))?;
         if PgTransactionManager::get_transaction_depth(&conn) > 0 {
@@ -151,7 +185,7 @@ impl Pool {
         let sql = begin.map(|s| AssertSqlSafe(s.to_owned()).into_sql_str());
         match PgTransactionManager::begin(&mut conn, sql).await {
             Ok(()) => Ok(Tx {
-                conn: Arc::new(tokio::sync::Mutex::new(conn)),
+                inner: Inner::Sqlx(Arc::new(tokio::sync::Mutex::new(conn))),
                 open: true,
             }),
             Err(e) => {
@@ -168,28 +202,58 @@ impl Pool {
 /// A transaction (or a savepoint in one) on a connection the crate holds; see the module's
 /// design notes. Rolled back when dropped unfinished.
 pub(crate) struct Tx {
-    conn: Arc<tokio::sync::Mutex<PoolConnection<Postgres>>>,
+    inner: Inner,
     /// Neither committed nor rolled back yet.
     open: bool,
 }
 
+enum Inner {
+    Sqlx(Arc<tokio::sync::Mutex<PoolConnection<Postgres>>>),
+    Pipe {
+        conn: Arc<tokio::sync::Mutex<pipe::Conn>>,
+        /// 1 for the transaction, more for a savepoint in it.
+        level: u32,
+        /// The step (begin, commit) of the last failure that was not the statement's own.
+        step: Arc<pipe::Step>,
+    },
+}
+
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tx").field("open", &self.open).finish()
+        f.debug_struct("Tx")
+            .field("open", &self.open)
+            .field("pipelined", &matches!(self.inner, Inner::Pipe { .. }))
+            .finish()
     }
 }
 
 impl Tx {
-    /// A savepoint in this transaction, as a transaction of its own.
+    /// A savepoint in this transaction, as a transaction of its own (pipelined: queued, sent
+    /// with its first statement).
     pub(crate) async fn savepoint(&self) -> Result<Tx, DbErr> {
-        let mut conn = self.conn.lock().await;
-        PgTransactionManager::begin(&mut conn, None)
-            .await
-            .map_err(exec_err)?;
-        Ok(Tx {
-            conn: Arc::clone(&self.conn),
-            open: true,
-        })
+        match &self.inner {
+            Inner::Sqlx(conn) => {
+                let mut c = conn.lock().await;
+                PgTransactionManager::begin(&mut c, None)
+                    .await
+                    .map_err(exec_err)?;
+                Ok(Tx {
+                    inner: Inner::Sqlx(Arc::clone(conn)),
+                    open: true,
+                })
+            }
+            Inner::Pipe { conn, step, .. } => {
+                let level = conn.lock().await.savepoint();
+                Ok(Tx {
+                    inner: Inner::Pipe {
+                        conn: Arc::clone(conn),
+                        level,
+                        step: Arc::clone(step),
+                    },
+                    open: true,
+                })
+            }
+        }
     }
 
     /// Commits (or releases the savepoint).
@@ -205,21 +269,83 @@ impl Tx {
     /// Commits or rolls back. A failure leaves the Tx open, so that dropping it queues the
     /// rollback.
     async fn end(mut self, commit: bool) -> Result<(), DbErr> {
-        let mut conn = self.conn.lock().await;
-        if commit {
-            PgTransactionManager::commit(&mut conn).await
-        } else {
-            PgTransactionManager::rollback(&mut conn).await
+        match &self.inner {
+            Inner::Sqlx(conn) => {
+                let mut conn = conn.lock().await;
+                if commit {
+                    PgTransactionManager::commit(&mut conn).await
+                } else {
+                    PgTransactionManager::rollback(&mut conn).await
+                }
+                .map_err(exec_err)?;
+            }
+            Inner::Pipe { conn, level, .. } => {
+                conn.lock().await.end(*level, commit).await?;
+            }
         }
-        .map_err(exec_err)?;
-        drop(conn);
         self.open = false;
         Ok(())
     }
 
-    /// The connection itself, for what SeaORM's statements cannot do (COPY).
-    pub(crate) async fn connection(&self) -> tokio::sync::MutexGuard<'_, PoolConnection<Postgres>> {
-        self.conn.lock().await
+    /// Ends the transaction together with its next statement (pipelined only; on sqlx a
+    /// no-op, the caller ends it as usual): COMMIT, or ROLLBACK for a read, sent right behind
+    /// the statement. A statement after that one runs in a transaction of its own, opened by
+    /// `then` (a read-only BEGIN, so that no write can slip out of the operation's
+    /// transaction unnoticed). Only for the transaction itself, not a savepoint.
+    pub(crate) async fn end_with_next(&self, commit: bool, then: Option<String>) {
+        if let Inner::Pipe { conn, level: 1, .. } = &self.inner {
+            conn.lock().await.end_with_next(commit, then);
+        }
+    }
+
+    /// The step (begin, commit) of the last failure, when it was not the statement itself
+    /// (pipelined: the BEGIN and the COMMIT travel with a statement and fail with it).
+    pub(crate) fn take_failed_step(&self) -> Option<crate::error::Operation> {
+        match &self.inner {
+            Inner::Sqlx(_) => None,
+            Inner::Pipe { step, .. } => step.take(),
+        }
+    }
+
+    /// `COPY ... FROM STDIN` of `data` (COPY text format); the rows copied.
+    pub(crate) async fn copy_in(&self, sql: &str, data: String) -> Result<u64, DbErr> {
+        match &self.inner {
+            Inner::Sqlx(conn) => {
+                let mut conn = conn.lock().await;
+                let copy = async {
+                    let mut copy = conn.copy_in_raw(sql).await?;
+                    copy.send(data.as_bytes()).await?;
+                    copy.finish().await
+                };
+                copy.await.map_err(exec_err)
+            }
+            Inner::Pipe { conn, step, .. } => {
+                let out = conn.lock().await.copy_in(sql, data.into()).await;
+                self.noted(step, out)
+            }
+        }
+    }
+
+    /// A pipelined outcome, with the step of its failure noted for [`Tx::take_failed_step`].
+    fn noted<T>(
+        &self,
+        step: &pipe::Step,
+        out: Result<T, (DbErr, Option<crate::error::Operation>)>,
+    ) -> Result<T, DbErr> {
+        out.map_err(|(e, op)| {
+            step.set(op);
+            e
+        })
+    }
+
+    async fn pipe_run(&self, req: pipe::Request<'_>) -> Result<pipe::Answer, DbErr> {
+        let Inner::Pipe { conn, step, .. } = &self.inner else {
+            return Err(DbErr::Conn(RuntimeErr::Internal(
+                "not a pipelined transaction".to_owned(),
+            )));
+        };
+        let out = conn.lock().await.run(req).await;
+        self.noted(step, out)
     }
 }
 
@@ -229,8 +355,17 @@ impl Drop for Tx {
             return;
         }
         // The lock is free: a statement holds it only inside a future that borrows this Tx.
-        if let Ok(mut conn) = self.conn.try_lock() {
-            PgTransactionManager::start_rollback(&mut conn);
+        match &self.inner {
+            Inner::Sqlx(conn) => {
+                if let Ok(mut conn) = conn.try_lock() {
+                    PgTransactionManager::start_rollback(&mut conn);
+                }
+            }
+            Inner::Pipe { conn, level, .. } => {
+                if let Ok(mut conn) = conn.try_lock() {
+                    conn.abandon(*level);
+                }
+            }
         }
     }
 }
@@ -243,16 +378,25 @@ impl Tx {
         &'a self,
         stmt: &'a Statement,
     ) -> futures_util::stream::BoxStream<'a, Result<QueryResult, DbErr>> {
-        Box::pin(async_stream::try_stream! {
-            let mut conn = self.conn.lock().await;
-            let mut rows = query(stmt).fetch(&mut **conn);
-            while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows)
-                .await
-                .map_err(query_err)?
-            {
-                yield QueryResult::from(row);
-            }
-        })
+        match &self.inner {
+            Inner::Sqlx(conn) => Box::pin(async_stream::try_stream! {
+                let mut conn = conn.lock().await;
+                let mut rows = query(stmt).fetch(&mut **conn);
+                while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows)
+                    .await
+                    .map_err(query_err)?
+                {
+                    yield QueryResult::from(row);
+                }
+            }),
+            Inner::Pipe { conn, .. } => Box::pin(async_stream::try_stream! {
+                let mut conn = conn.lock().await;
+                let mut rows = conn.stream(stmt);
+                while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+                    yield row;
+                }
+            }),
+        }
     }
 }
 
@@ -264,6 +408,20 @@ fn query(stmt: &Statement) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
     sqlx::query_with(AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
 }
 
+fn rows(answer: pipe::Answer) -> Result<Vec<QueryResult>, DbErr> {
+    match answer {
+        pipe::Answer::Rows(rows) => pipe::results(&rows),
+        pipe::Answer::Count(_) => Ok(Vec::new()),
+    }
+}
+
+fn count(answer: pipe::Answer) -> ExecResult {
+    match answer {
+        pipe::Answer::Rows(rows) => pipe::exec_result(rows.len() as u64),
+        pipe::Answer::Count(n) => pipe::exec_result(n),
+    }
+}
+
 #[async_trait::async_trait]
 impl ConnectionTrait for Tx {
     fn get_database_backend(&self) -> DbBackend {
@@ -271,7 +429,10 @@ impl ConnectionTrait for Tx {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        let mut conn = self.conn.lock().await;
+        let Inner::Sqlx(conn) = &self.inner else {
+            return self.pipe_run(pipe::Request::Exec(&stmt)).await.map(count);
+        };
+        let mut conn = conn.lock().await;
         query(&stmt)
             .execute(&mut **conn)
             .await
@@ -280,7 +441,10 @@ impl ConnectionTrait for Tx {
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        let mut conn = self.conn.lock().await;
+        let Inner::Sqlx(conn) = &self.inner else {
+            return self.pipe_run(pipe::Request::Simple(sql)).await.map(count);
+        };
+        let mut conn = conn.lock().await;
         conn.execute(AssertSqlSafe(sql.to_owned()))
             .await
             .map(Into::into)
@@ -288,7 +452,11 @@ impl ConnectionTrait for Tx {
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        let mut conn = self.conn.lock().await;
+        let Inner::Sqlx(conn) = &self.inner else {
+            let answer = self.pipe_run(pipe::Request::Rows(&stmt)).await?;
+            return Ok(rows(answer)?.into_iter().next());
+        };
+        let mut conn = conn.lock().await;
         query(&stmt)
             .fetch_optional(&mut **conn)
             .await
@@ -297,7 +465,10 @@ impl ConnectionTrait for Tx {
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let mut conn = self.conn.lock().await;
+        let Inner::Sqlx(conn) = &self.inner else {
+            return rows(self.pipe_run(pipe::Request::Rows(&stmt)).await?);
+        };
+        let mut conn = conn.lock().await;
         query(&stmt)
             .fetch_all(&mut **conn)
             .await

@@ -235,15 +235,15 @@ async fn a_failing_batch_writes_nothing_and_leaves_the_connection_clean() {
     );
     assert_eq!(all_occurrences(&w.admin).await, 0);
 
-    let leftovers = pool
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT current_setting('app.current_tenant_id', true) AS tenant, \
-                    to_regclass('pg_temp._flakeguard_copy_stage')::text AS stage",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
+    // On the connection the scope's transactions use (the pipelined pool's).
+    let leftovers = flakeguard_db::testing::query_pooled(
+        &flakeguard_db::Db::new(pool.clone()),
+        "SELECT current_setting('app.current_tenant_id', true) AS tenant, \
+                to_regclass('pg_temp._flakeguard_copy_stage')::text AS stage",
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let tenant: Option<String> = leftovers.try_get("", "tenant").unwrap();
     assert!(tenant.unwrap_or_default().is_empty(), "no tenant left set");
     let stage: Option<String> = leftovers.try_get("", "stage").unwrap();

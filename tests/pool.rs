@@ -60,21 +60,47 @@ where
     trips
 }
 
+/// Pipelined, a scoped point read, single insert, update and delete each take one round trip:
+/// BEGIN with the tenant, the statement and its COMMIT (a read's ROLLBACK) travel together.
 #[tokio::test]
-async fn a_scoped_read_takes_two_round_trips_and_a_single_write_three() {
+async fn pipelined_a_scoped_read_and_a_single_write_take_one_round_trip() {
     let db = TestDatabase::new().await.unwrap();
     let proxy = TripCounter::start(&db.app_url().await.unwrap())
         .await
         .unwrap();
     // One connection, so that the statements prepared in the first round are prepared on the
-    // connection of the second: sqlx prepares a statement on its first use on a connection,
+    // connection of the second: a statement is prepared on its first use on a connection,
     // which is one trip more, once.
     let app = flakeguard_db::Db::new(one_connection(&proxy.url()).await);
+    assert!(app.is_pipelined());
+    // Two reads in read_only: the first with the BEGIN, the second alone; the ROLLBACK goes
+    // after the operation returned.
+    round_trips(&app, &proxy, [1, 1, 1, 1, 2]).await;
+}
+
+/// Without pipelining (sqlx), a scoped read takes two round trips and a single write three.
+#[tokio::test]
+async fn unpipelined_a_scoped_read_takes_two_round_trips_and_a_single_write_three() {
+    let db = TestDatabase::new().await.unwrap();
+    let proxy = TripCounter::start(&db.app_url().await.unwrap())
+        .await
+        .unwrap();
+    let app = flakeguard_db::Db::new(one_connection(&proxy.url()).await).without_pipelining();
+    assert!(!app.is_pipelined());
+    // The read: BEGIN with the tenant, the SELECT (its ROLLBACK is queued, sent with the
+    // release ping). A write: BEGIN with the tenant, the statement (with its foreign-key
+    // checks), COMMIT. Two reads in read_only: BEGIN, the two SELECTs.
+    round_trips(&app, &proxy, [2, 3, 3, 3, 3]).await;
+}
+
+/// Counts the round trips of a point read, a single insert, update and delete and two reads in
+/// one `read_only`, in a second round (the first prepares the statements), against `expected`.
+async fn round_trips(app: &flakeguard_db::Db, proxy: &TripCounter, expected: [u64; 5]) {
     let s = app.scope(OrgId::new("acme").unwrap());
     let repo = seed(&s).await;
 
     for round in 0..2 {
-        let read = critical_trips(&proxy, || async {
+        let read = critical_trips(proxy, || async {
             s.find_by_id::<fg_repository::Entity, _>(repo.clone())
                 .await
                 .unwrap()
@@ -84,7 +110,7 @@ async fn a_scoped_read_takes_two_round_trips_and_a_single_write_three() {
         let other = repository(&s, &format!("r{round}")).await;
         let case = format!("case-{round}");
         // A row with a foreign key into tenant data: its ownership check travels with it.
-        let insert = critical_trips(&proxy, || async {
+        let insert = critical_trips(proxy, || async {
             s.insert(fg_test_case::ActiveModel {
                 id: Set(case.clone()),
                 repo_id: Set(repo.clone()),
@@ -96,7 +122,7 @@ async fn a_scoped_read_takes_two_round_trips_and_a_single_write_three() {
             .unwrap();
         })
         .await;
-        let update = critical_trips(&proxy, || async {
+        let update = critical_trips(proxy, || async {
             s.update(fg_test_case::ActiveModel {
                 id: Set(case.clone()),
                 repo_id: Set(other.clone()),
@@ -106,7 +132,7 @@ async fn a_scoped_read_takes_two_round_trips_and_a_single_write_three() {
             .unwrap();
         })
         .await;
-        let delete = critical_trips(&proxy, || async {
+        let delete = critical_trips(proxy, || async {
             s.delete::<fg_test_case::Entity, _>(case.clone())
                 .await
                 .unwrap();
@@ -114,7 +140,7 @@ async fn a_scoped_read_takes_two_round_trips_and_a_single_write_three() {
         .await;
         // Two reads in one read-only transaction: BEGIN with the tenant, the two SELECTs; no
         // COMMIT (its ROLLBACK is queued too).
-        let two_reads = critical_trips(&proxy, || async {
+        let two_reads = critical_trips(proxy, || async {
             s.read_only(|tx| {
                 Box::pin(async move {
                     tx.find::<fg_test_case::Entity>().count().await?;
@@ -130,14 +156,12 @@ async fn a_scoped_read_takes_two_round_trips_and_a_single_write_three() {
              two reads in read_only {two_reads}"
         );
         if round == 1 {
-            assert_eq!(two_reads, 3, "round trips of two reads in one read_only");
-            // BEGIN with the tenant, the SELECT (its ROLLBACK is queued, sent with the release
-            // ping).
-            assert_eq!(read, 2, "round trips of a scoped point read");
-            // BEGIN with the tenant, the INSERT (with its foreign-key checks), COMMIT.
-            assert_eq!(insert, 3, "round trips of a scoped single insert");
-            assert_eq!(update, 3, "round trips of a scoped single update");
-            assert_eq!(delete, 3, "round trips of a scoped single delete");
+            assert_eq!(
+                [read, insert, update, delete, two_reads],
+                expected,
+                "round trips of a scoped point read, single insert, update, delete, and two \
+                 reads in one read_only"
+            );
         }
     }
 }
@@ -159,31 +183,53 @@ async fn app_backends(admin: &DatabaseConnection) -> Vec<i32> {
         .collect()
 }
 
+/// A pooled connection terminated at the server while it sat idle is replaced, on either
+/// driver: sqlx finds it broken at the BEGIN and begins again on another connection; the
+/// pipelined pool finds it closed on its way out of the pool (or, should the driver not have
+/// seen the close yet, the read finds it broken on its first trip and runs again on another).
 #[tokio::test]
-async fn a_pooled_connection_that_broke_while_idle_is_replaced_at_begin() {
+async fn a_pooled_connection_that_broke_while_idle_is_replaced() {
     let db = TestDatabase::new().await.unwrap();
     let admin = db.connect().await.unwrap();
-    let app = flakeguard_db::Db::new(one_connection(&db.app_url().await.unwrap()).await);
-    let s = app.scope(OrgId::new("acme").unwrap());
-    let repo = seed(&s).await;
+    for pipelined in [true, false] {
+        let app = flakeguard_db::Db::new(one_connection(&db.app_url().await.unwrap()).await);
+        let app = if pipelined {
+            app
+        } else {
+            app.without_pipelining()
+        };
+        let s = app.scope(OrgId::new(format!("acme-{pipelined}")).unwrap());
+        let repo = seed(&s).await;
 
-    for _ in 0..2 {
-        let pids = app_backends(&admin).await;
-        assert_eq!(pids.len(), 1, "the pool's one connection: {pids:?}");
-        admin
-            .execute_unprepared(&format!("SELECT pg_terminate_backend({})", pids[0]))
-            .await
-            .unwrap();
-        // Gone at the server, idle in the pool for far less than PING_AFTER_IDLE: the pool
-        // hands it out untested, and the BEGIN finds it broken.
-        while app_backends(&admin).await.contains(&pids[0]) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        for _ in 0..2 {
+            // The pool's connection, and the other pool's (sqlx's, or the pipelined one's).
+            let pids = app_backends(&admin).await;
+            assert!(
+                (1..=2).contains(&pids.len()),
+                "the pools' one connection each: {pids:?}"
+            );
+            for pid in &pids {
+                admin
+                    .execute_unprepared(&format!("SELECT pg_terminate_backend({pid})"))
+                    .await
+                    .unwrap();
+            }
+            // Gone at the server, idle in the pool for far less than PING_AFTER_IDLE: the pool
+            // hands it out untested.
+            while app_backends(&admin).await.iter().any(|p| pids.contains(p)) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let found = s
+                .find_by_id::<fg_repository::Entity, _>(repo.clone())
+                .await
+                .unwrap();
+            assert_eq!(
+                found.map(|r| r.id),
+                Some(repo.clone()),
+                "pipelined: {pipelined}"
+            );
         }
-        let found = s
-            .find_by_id::<fg_repository::Entity, _>(repo.clone())
-            .await
-            .unwrap();
-        assert_eq!(found.map(|r| r.id), Some(repo.clone()));
+        app.close().await.unwrap();
     }
 }
 
@@ -223,12 +269,14 @@ fn the_tenant_literal_is_quoted() {
 }
 
 #[tokio::test]
-async fn global_tables_and_cross_tenant_skip_the_ping_too() {
+async fn global_tables_and_cross_tenant_skip_the_ping_too_and_global_reads_pipeline() {
     let db = TestDatabase::new().await.unwrap();
     let proxy = TripCounter::start(&db.app_url().await.unwrap())
         .await
         .unwrap();
     let app = flakeguard_db::Db::new(one_connection(&proxy.url()).await);
+    let unpipelined =
+        flakeguard_db::Db::new(one_connection(&proxy.url()).await).without_pipelining();
     let platform_proxy = TripCounter::start(&db.platform_url().await.unwrap())
         .await
         .unwrap();
@@ -253,16 +301,30 @@ async fn global_tables_and_cross_tenant_skip_the_ping_too() {
                 .unwrap();
         })
         .await;
+        let sqlx_read = critical_trips(&proxy, || async {
+            unpipelined
+                .global()
+                .one(user::Entity::find_by_id(ada.id.clone()))
+                .await
+                .unwrap()
+                .unwrap();
+        })
+        .await;
         let raw = critical_trips(&platform_proxy, || async {
             platform.query_raw(list.clone()).await.unwrap();
         })
         .await;
-        eprintln!("round {round}: global read {read}, cross-tenant raw {raw}");
+        eprintln!(
+            "round {round}: global read {read} (without pipelining {sqlx_read}), cross-tenant \
+             raw {raw}"
+        );
         if round == 1 {
-            // BEGIN, the SELECT (its ROLLBACK queued): no ping before it.
-            assert_eq!(read, 2, "round trips of a GlobalTables read");
-            // BEGIN, the query, COMMIT.
-            assert_eq!(raw, 3, "round trips of a CrossTenant raw query");
+            // BEGIN, the SELECT and its ROLLBACK together; no ping before them.
+            assert_eq!(read, 1, "round trips of a GlobalTables read");
+            // Without pipelining: BEGIN, the SELECT (its ROLLBACK queued).
+            assert_eq!(sqlx_read, 2, "round trips of a GlobalTables read on sqlx");
+            // BEGIN, the query and its COMMIT together.
+            assert_eq!(raw, 1, "round trips of a CrossTenant raw query");
         }
     }
 }

@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use flakeguard_db::entity::*;
 use flakeguard_db::sea_orm::sea_query::{Expr, ExprTrait, Func};
-use flakeguard_db::sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, FromQueryResult, Set, Statement,
-};
+use flakeguard_db::sea_orm::{ColumnTrait, FromQueryResult, Set};
 use flakeguard_db::testing::TripCounter;
 use flakeguard_db::{Error, TenantScope};
 use futures_util::{StreamExt, TryStreamExt};
@@ -288,17 +286,16 @@ async fn a_stream_dropped_half_way_leaves_its_connection_without_a_tenant() {
     let first = rows.next().await.unwrap().unwrap();
     assert_eq!(first.org_id, w.a.org.as_str());
     drop(rows);
-    // The same (only) connection, outside any scope: no tenant, so row-level security shows
-    // nothing.
-    let row = pool
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            r#"SELECT coalesce(current_setting('app.current_tenant_id', true), '') AS t,
-                      (SELECT count(*) FROM "FGOccurrence") AS n"#,
-        ))
-        .await
-        .unwrap()
-        .unwrap();
+    // The same (only) connection the scope's transactions use, outside any scope: no tenant,
+    // so row-level security shows nothing.
+    let row = flakeguard_db::testing::query_pooled(
+        &flakeguard_db::Db::new(pool.clone()),
+        r#"SELECT coalesce(current_setting('app.current_tenant_id', true), '') AS t,
+                  (SELECT count(*) FROM "FGOccurrence") AS n"#,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(row.try_get::<String>("", "t").unwrap(), "");
     assert_eq!(row.try_get::<i64>("", "n").unwrap(), 0);
     // And B's scope on it sees B's rows.

@@ -41,7 +41,6 @@
 use std::collections::BTreeMap;
 
 use futures_util::{Stream, StreamExt as _};
-use sea_orm::sqlx::{self, AssertSqlSafe};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ConnectionTrait as _, EntityName, EntityTrait, IdenStatic,
     Iterable, Value,
@@ -50,7 +49,6 @@ use sea_orm::{
 use super::{TenantRow, TenantScope};
 use crate::error::{Context, Operation};
 use crate::trace;
-use crate::tx::exec_err;
 use crate::{Error, Result};
 
 /// How many rows [`TenantScope::insert_many_copy_stream`] prepares, checks and sends at a time.
@@ -149,16 +147,9 @@ impl TenantScope {
                 let (rows, checks) = chunk;
                 self.verify_fks(&unit, &ctx, &checks).await?;
                 let groups = encode_groups(&ctx, rows)?;
-                let mut conn = unit.conn().connection().await;
                 for group in groups {
-                    let copy = async {
-                        let mut copy = conn
-                            .copy_in_raw(&format!("COPY {STAGE} ({}) FROM STDIN", group.columns))
-                            .await?;
-                        copy.send(group.data.as_bytes()).await?;
-                        copy.finish().await
-                    };
-                    unit.check(&ctx, copy.await.map_err(exec_err))?;
+                    let sql = format!("COPY {STAGE} ({}) FROM STDIN", group.columns);
+                    unit.check(&ctx, unit.conn().copy_in(&sql, group.data).await)?;
                 }
                 // The next chunk is read (and prepared) before this one moves, so that the last
                 // move leaves the staging table to the transaction's end: memory holds at most
@@ -172,12 +163,8 @@ impl TenantScope {
                 } else {
                     &move_rows
                 };
-                let moved = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
-                    .execute(&mut **conn)
-                    .await
-                    .map_err(exec_err);
+                let moved = unit.conn().execute_unprepared(sql).await;
                 inserted += unit.check(&ctx, moved)?.rows_affected();
-                drop(conn);
                 let Some(next) = next else {
                     break;
                 };

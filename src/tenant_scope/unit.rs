@@ -132,15 +132,35 @@ impl Unit<'_> {
 
     /// Maps the outcome of a statement of this unit, recording a failure that aborted the
     /// scope's open transaction (see [`TenantScope::transaction`]).
+    ///
+    /// On the pipelined driver the BEGIN and the COMMIT travel with a statement; a failure of
+    /// either is reported as that step's ([`Operation::Begin`], [`Operation::Commit`]).
     pub(crate) fn check<T>(&self, ctx: &Context, result: Result<T, DbErr>) -> Result<T> {
         result.map_err(|e| {
+            let ctx = match self.conn().take_failed_step() {
+                Some(step) => ctx.with_operation(step),
+                None => ctx.clone(),
+            };
             if let Unit::Shared { shared, .. } = self
                 && aborts_transaction(&e)
             {
-                shared.note_failure(ctx);
+                shared.note_failure(&ctx);
             }
-            Error::from_db(ctx.clone(), e)
+            Error::from_db(ctx, e)
         })
+    }
+
+    /// For an operation of one statement, on a transaction of its own: the transaction ends
+    /// with the statement, its COMMIT (a read's ROLLBACK) sent right behind it on the pipelined
+    /// driver. What runs after it (naming a refused foreign key) reads in a read-only
+    /// transaction of its own.
+    async fn end_with_statement(&self, scope: &TenantScope) {
+        let (Unit::Own(tx) | Unit::Read(tx)) = self else {
+            return;
+        };
+        let commit = matches!(self, Unit::Own(_));
+        tx.end_with_next(commit, Some(tenant_begin_read_only_sql(&scope.org)))
+            .await;
     }
 
     /// Commits a transaction (or savepoint) of the operation's own; nothing for a shared one;
@@ -255,7 +275,11 @@ impl TenantScope {
     {
         crate::trace::operation(ctx, rows, async {
             let unit = self.unit(ctx).await?;
-            self.verify_fks(&unit, ctx, before).await?;
+            if before.is_empty() {
+                unit.end_with_statement(self).await;
+            } else {
+                self.verify_fks(&unit, ctx, before).await?;
+            }
             let out = match f(unit.conn()).await {
                 Err(
                     e @ (DbErr::RecordNotInserted

@@ -181,6 +181,37 @@ pub fn expect_nothing<T: std::fmt::Debug>(
     }
 }
 
+/// Runs `sql` on a connection of `db`'s pool as the crate's transactions get them (the
+/// pipelined pool's, when `db` is pipelined; see [`Db::is_pipelined`](crate::Db::is_pipelined)),
+/// in a transaction of its own with no tenant set; its first row. **No Rust lock and no tenant**:
+/// for tests that look at what a pooled connection carries after a scope used it.
+pub async fn query_pooled(db: &crate::Db, sql: &str) -> Result<Option<sea_orm::QueryResult>> {
+    let ctx = crate::error::Context::new(crate::error::Operation::Raw);
+    let stmt = sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql);
+    crate::db::in_transaction(db.pool(), &ctx, |tx| {
+        Box::pin(sea_orm::ConnectionTrait::query_one_raw(tx, stmt))
+    })
+    .await
+}
+
+/// The tenant setting that a connection of `db`'s pool carries outside any scope (`None` when
+/// it carries none, as it always should), read by [`query_pooled`]. A connection handed back
+/// with a transaction still open would show that transaction's tenant here.
+pub async fn pooled_tenant(db: &crate::Db) -> Result<Option<String>> {
+    let row = query_pooled(
+        db,
+        "SELECT current_setting('app.current_tenant_id', true) AS t",
+    )
+    .await?;
+    let tenant = match row {
+        Some(row) => row.try_get::<Option<String>>("", "t").map_err(|e| {
+            Error::from_db(crate::error::Context::new(crate::error::Operation::Raw), e)
+        })?,
+        None => None,
+    };
+    Ok(tenant.filter(|t| !t.is_empty()))
+}
+
 #[cfg(test)]
 mod breach_tests {
     use super::*;
