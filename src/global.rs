@@ -103,7 +103,7 @@ impl GlobalTables {
     pub async fn all<E: Global>(&self, query: Select<E>) -> Result<Vec<E::Model>> {
         let stmt = Self::verified::<E>(Operation::Find, &query)?;
         self.run::<E, _, _>(Operation::Find, trace::len, |tx| {
-            Box::pin(E::find().from_raw_sql(stmt).all(tx))
+            Box::pin(E::find().from_raw_sql(stmt).all(tx.rows_by_name()))
         })
         .await
     }
@@ -112,7 +112,7 @@ impl GlobalTables {
     pub async fn one<E: Global>(&self, query: Select<E>) -> Result<Option<E::Model>> {
         let stmt = Self::verified::<E>(Operation::Find, &query.limit(1))?;
         self.run::<E, _, _>(Operation::Find, trace::some, |tx| {
-            Box::pin(E::find().from_raw_sql(stmt).one(tx))
+            Box::pin(E::find().from_raw_sql(stmt).one(tx.rows_by_name()))
         })
         .await
     }
@@ -125,7 +125,7 @@ impl GlobalTables {
     {
         Self::verified::<E>(Operation::Count, &query)?;
         self.run::<E, _, _>(Operation::Count, trace::count, |tx| {
-            Box::pin(query.count(tx))
+            Box::pin(query.count(tx.rows_by_name()))
         })
         .await
     }
@@ -146,8 +146,10 @@ impl GlobalTables {
         A::Entity: Global,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
-        self.run::<A::Entity, _, _>(Operation::Insert, trace::one, |tx| Box::pin(row.insert(tx)))
-            .await
+        self.run::<A::Entity, _, _>(Operation::Insert, trace::one, |tx| {
+            Box::pin(row.insert(tx.rows_by_name()))
+        })
+        .await
     }
 
     /// Updates the columns `row` sets (refreshing "updatedAt") and returns the row as stored.
@@ -157,8 +159,10 @@ impl GlobalTables {
         A::Entity: Global,
         <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
     {
-        self.run::<A::Entity, _, _>(Operation::Update, trace::one, |tx| Box::pin(row.update(tx)))
-            .await
+        self.run::<A::Entity, _, _>(Operation::Update, trace::one, |tx| {
+            Box::pin(row.update(tx.rows_by_name()))
+        })
+        .await
     }
 
     /// Deletes the row of `E` with primary key `id`; [`Error::NotFound`] when there is none.

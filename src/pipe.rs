@@ -16,24 +16,30 @@
 //!
 //! SeaORM's statements run on it unchanged: values are bound with the types sqlx would declare
 //! for them ([`param_type`]; sea-query-postgres declares a few differently, for example a UTC
-//! timestamp as `timestamp`, which would change what a statement means), and rows are decoded
-//! into SeaORM's own proxy row, the one `QueryResult` a driver other than sqlx can fill, with
-//! the value types SeaORM's readers expect for the column's type ([`decode`]). A proxy row keeps
-//! its values in a map by name, and reads by position in the map's order, so a row whose column
-//! names are not in order also carries its values under position keys that sort first
-//! (`"\0" + index`): both a model (by name) and a tuple (by position) read what sqlx would give
-//! them. Errors from the server keep their SQLSTATE, table and constraint ([`PipeDbError`],
-//! a sqlx `DatabaseError`), so `Error::from_db` maps them as it maps sqlx's.
+//! timestamp as `timestamp`, which would change what a statement means, so the binding is
+//! written here), and rows are decoded into SeaORM's own proxy row, the one `QueryResult` a
+//! driver other than sqlx can fill, with the value types SeaORM's readers expect for the
+//! column's type ([`decode`]). A proxy row keeps its values in a map by name and reads by
+//! position in the map's order, so a row whose column names are not in order also carries its
+//! values under position keys that sort first (`"\0" + index`): a model (by name) and a tuple
+//! (by position) both read what sqlx would give them. That costs a copy of every value, so the
+//! crate's own reads of entity models, which read by name, ask for rows without them
+//! (`Tx::rows_by_name`). Errors from the server keep their SQLSTATE, table and constraint
+//! ([`PipeDbError`], a sqlx `DatabaseError`), so `Error::from_db` maps them as it maps sqlx's.
 //!
 //! The pool is deadpool-postgres's, sized and timed as the sqlx pool it accompanies, with one
-//! pipelined pool per sqlx pool (shared by every handle made on it, and dropped with the last).
-//! It pings a connection only when it has sat idle for [`PING_AFTER_IDLE`], as the crate's
-//! sqlx options do; a connection the server closed meanwhile is found closed and replaced, and a
-//! read that finds its connection broken on its first trip is retried once on another (a write
-//! is not: its COMMIT travelled with it, and whether it ran is unknown). A connection is never
-//! handed out again with a transaction open: a [`Conn`] dropped inside one sends its ROLLBACK
-//! before the connection goes back, and one whose state is unknown (a request failed
-//! half-way) is closed.
+//! pipelined pool per sqlx pool (shared by every handle made on it while one lives). It pings a
+//! connection only when it has sat idle for [`PING_AFTER_IDLE`], as the crate's sqlx options
+//! do; a connection the server closed meanwhile is found closed and replaced, and a read that
+//! finds its connection broken on its first trip is retried once on another (a write is not:
+//! its COMMIT travelled with it, and whether it ran is unknown). A connection is never handed
+//! out again with a transaction open: a [`Conn`] dropped inside one queues its ROLLBACK ahead
+//! of whatever the connection's next user sends (as sqlx queues its own), and one dropped with
+//! requests in flight, or whose state is unknown (a request failed half-way), is closed.
+//!
+//! Not pipelined: a pool whose sqlx options require TLS (this driver connects without it) or
+//! turn sqlx's statement cache off (behind a PgBouncer without prepared statements; this
+//! driver prepares named statements). There the crate's transactions run on sqlx.
 //!
 //! [`PING_AFTER_IDLE`]: crate::PING_AFTER_IDLE
 
@@ -497,6 +503,7 @@ impl Conn {
     pub(crate) fn stream<'a>(
         &'a mut self,
         stmt: &'a Statement,
+        positions: bool,
     ) -> futures_util::stream::BoxStream<'a, Result<QueryResult, DbErr>> {
         Box::pin(async_stream::try_stream! {
             let params = bind(stmt)?;
@@ -545,7 +552,7 @@ impl Conn {
                 .await
                 .map_err(|e| DbErr::Query(RuntimeErr::SqlxError(Arc::new(to_sqlx(e)))))?
             {
-                yield result(&row)?;
+                yield result(&row, positions)?;
             }
         })
     }
@@ -604,17 +611,18 @@ impl Drop for Conn {
         if !self.server_open {
             return;
         }
-        // A transaction is open: it is rolled back before the connection goes back to the
-        // pool, or the connection is closed.
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    if client.batch_execute("ROLLBACK").await.is_err() {
-                        drop(Object::take(client));
-                    }
-                });
-            }
-            Err(_) => drop(Object::take(client)),
+        // A transaction is open: its ROLLBACK is queued on the connection before it goes back
+        // to the pool. tokio-postgres sends a request on its future's first poll and, the
+        // future dropped, discards the answer; requests run in order, so the next user's BEGIN
+        // follows the ROLLBACK. (A spawned task that waited for the answer would cost a thread
+        // hop and keep the connection out of the pool meanwhile, for nothing.)
+        let queued = {
+            let mut rollback = pin!(client.batch_execute("ROLLBACK"));
+            let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+            !matches!(rollback.as_mut().poll(&mut cx), Poll::Ready(Err(_)))
+        };
+        if !queued {
+            drop(Object::take(client));
         }
     }
 }
@@ -899,10 +907,11 @@ fn position_key(i: usize) -> String {
     format!("\0{i:05}")
 }
 
-/// A row as SeaORM's proxy row (see the module's design notes).
-pub(crate) fn result(row: &Row) -> Result<QueryResult, DbErr> {
+/// A row as SeaORM's proxy row (see the module's design notes): by name, and by position
+/// too when `positions` (a reader that may read by position: a tuple, a caller's own code).
+pub(crate) fn result(row: &Row, positions: bool) -> Result<QueryResult, DbErr> {
     let columns = row.columns();
-    let ordered = columns.windows(2).all(|w| w[0].name() < w[1].name());
+    let ordered = !positions || columns.windows(2).all(|w| w[0].name() < w[1].name());
     let mut values = BTreeMap::new();
     for (i, column) in columns.iter().enumerate() {
         let value = decode(row, i)?;
@@ -919,8 +928,8 @@ pub(crate) fn result(row: &Row) -> Result<QueryResult, DbErr> {
 }
 
 /// Rows as SeaORM's query results.
-pub(crate) fn results(rows: &[Row]) -> Result<Vec<QueryResult>, DbErr> {
-    rows.iter().map(result).collect()
+pub(crate) fn results(rows: &[Row], positions: bool) -> Result<Vec<QueryResult>, DbErr> {
+    rows.iter().map(|row| result(row, positions)).collect()
 }
 
 /// A count of rows changed as SeaORM's exec result.

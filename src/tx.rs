@@ -20,6 +20,12 @@
 //! at the latest before the connection's next statement. That is also how a read ends: it wrote
 //! nothing, so it does not wait for a COMMIT.
 //!
+//! Where the pool has a pipelined companion (src/pipe.rs), a [`Tx`] runs there instead, with the
+//! same interface: its BEGIN is sent with its first statement, and an operation of one
+//! statement has its COMMIT sent with it too ([`Tx::end_with_next`]). The sqlx side below
+//! serves pools that cannot be pipelined (TLS required, no statement cache) and
+//! [`Db::without_pipelining`](crate::Db::without_pipelining).
+//!
 //! The pool does not ping a connection on every acquire (sqlx's default, one more round trip
 //! per operation): [`connect_options`](crate::connect_options) pings only connections that have
 //! been idle for [`PING_AFTER_IDLE`](crate::PING_AFTER_IDLE). A connection that broke while it
@@ -29,6 +35,7 @@
 //! [`Error::from_db`]: crate::Error
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::postgres::{PgPool, PgTransactionManager};
@@ -152,6 +159,7 @@ impl Pool {
                     step: Arc::default(),
                 },
                 open: true,
+                by_name: AtomicBool::new(false),
             });
         }
         let pool = self.pg.as_ref().ok_or_else(|| {
@@ -187,6 +195,7 @@ impl Pool {
             Ok(()) => Ok(Tx {
                 inner: Inner::Sqlx(Arc::new(tokio::sync::Mutex::new(conn))),
                 open: true,
+                by_name: AtomicBool::new(false),
             }),
             Err(e) => {
                 // Whatever failed, the connection may hold half a transaction (BEGIN done, the
@@ -205,6 +214,8 @@ pub(crate) struct Tx {
     inner: Inner,
     /// Neither committed nor rolled back yet.
     open: bool,
+    /// The next statement's rows are read by name only ([`Tx::rows_by_name`]).
+    by_name: AtomicBool,
 }
 
 enum Inner {
@@ -240,6 +251,7 @@ impl Tx {
                 Ok(Tx {
                     inner: Inner::Sqlx(Arc::clone(conn)),
                     open: true,
+                    by_name: AtomicBool::new(false),
                 })
             }
             Inner::Pipe { conn, step, .. } => {
@@ -251,9 +263,24 @@ impl Tx {
                         step: Arc::clone(step),
                     },
                     open: true,
+                    by_name: AtomicBool::new(false),
                 })
             }
         }
+    }
+
+    /// The rows of the next statement are read by name only (an entity's model, a count):
+    /// on the pipelined driver they are decoded without the position keys that a reader by
+    /// position needs (src/pipe.rs), which costs a copy of every value. Without this call rows
+    /// can be read either way.
+    pub(crate) fn rows_by_name(&self) -> &Self {
+        self.by_name.store(true, Ordering::Release);
+        self
+    }
+
+    /// Whether rows may be read by position (the flag of [`Tx::rows_by_name`], taken).
+    fn positions(&self) -> bool {
+        !self.by_name.swap(false, Ordering::AcqRel)
     }
 
     /// Commits (or releases the savepoint).
@@ -390,8 +417,9 @@ impl Tx {
                 }
             }),
             Inner::Pipe { conn, .. } => Box::pin(async_stream::try_stream! {
+                let positions = self.positions();
                 let mut conn = conn.lock().await;
-                let mut rows = conn.stream(stmt);
+                let mut rows = conn.stream(stmt, positions);
                 while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await? {
                     yield row;
                 }
@@ -408,9 +436,9 @@ fn query(stmt: &Statement) -> sqlx::query::Query<'_, Postgres, SqlxValues> {
     sqlx::query_with(AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
 }
 
-fn rows(answer: pipe::Answer) -> Result<Vec<QueryResult>, DbErr> {
+fn rows(answer: pipe::Answer, positions: bool) -> Result<Vec<QueryResult>, DbErr> {
     match answer {
-        pipe::Answer::Rows(rows) => pipe::results(&rows),
+        pipe::Answer::Rows(rows) => pipe::results(&rows, positions),
         pipe::Answer::Count(_) => Ok(Vec::new()),
     }
 }
@@ -452,9 +480,10 @@ impl ConnectionTrait for Tx {
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        let positions = self.positions();
         let Inner::Sqlx(conn) = &self.inner else {
             let answer = self.pipe_run(pipe::Request::Rows(&stmt)).await?;
-            return Ok(rows(answer)?.into_iter().next());
+            return Ok(rows(answer, positions)?.into_iter().next());
         };
         let mut conn = conn.lock().await;
         query(&stmt)
@@ -465,8 +494,10 @@ impl ConnectionTrait for Tx {
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let positions = self.positions();
         let Inner::Sqlx(conn) = &self.inner else {
-            return rows(self.pipe_run(pipe::Request::Rows(&stmt)).await?);
+            let answer = self.pipe_run(pipe::Request::Rows(&stmt)).await?;
+            return rows(answer, positions);
         };
         let mut conn = conn.lock().await;
         query(&stmt)

@@ -597,6 +597,13 @@ fn scope(app: &DatabaseConnection, org: &str) -> Res<TenantScope> {
     Ok(TenantScope::new(app.clone(), OrgId::new(org)?))
 }
 
+/// [`scope`] with pipelining off: every transaction on sqlx, its BEGIN a round trip of its own.
+fn scope_sqlx(app: &DatabaseConnection, org: &str) -> Res<TenantScope> {
+    Ok(flakeguard_db::Db::new(app.clone())
+        .without_pipelining()
+        .scope(OrgId::new(org)?))
+}
+
 /// Connections of tokio-postgres, one per client, with the point read prepared on each: the
 /// pipelining floor.
 type Pipelined = Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>>;
@@ -659,6 +666,19 @@ fn read_workloads(
                 }
             })
             .keyed("point-read/scoped"),
+            contender(SCOPED_POINT_SQLX, {
+                let s = scope_sqlx(app, ORG)?;
+                move |call| {
+                    let s = s.clone();
+                    async move {
+                        let id = test_id(ORG, pick(call, 1, TESTS));
+                        let found = s.find_by_id::<fg_test_case::Entity, _>(id).await?;
+                        found.ok_or("missing row")?;
+                        Ok(())
+                    }
+                }
+            })
+            .keyed("point-read/scoped-sqlx"),
             // The same read built from a caller's filter, which the Rust lock verifies before it
             // is sent (src/lock.rs; a cache hit after the first call): what the check costs.
             contender(
@@ -832,6 +852,23 @@ fn read_workloads(
                 }
             })
             .keyed("five-in-transaction/scoped"),
+            contender(SCOPED_FIVE_SQLX, {
+                let s = scope_sqlx(app, ORG)?;
+                move |call| {
+                    let s = s.clone();
+                    async move {
+                        let t = pick(call, 2, TESTS);
+                        s.transaction(|tx| {
+                            Box::pin(async move {
+                                five_scoped(tx, t).await?;
+                                Ok::<_, BoxError>(())
+                            })
+                        })
+                        .await
+                    }
+                }
+            })
+            .keyed("five-in-transaction/scoped-sqlx"),
             // The same five in a read-only transaction: one snapshot, no COMMIT to wait for.
             contender(SCOPED_FIVE_READ_ONLY, {
                 let s = acme.clone();
@@ -939,11 +976,13 @@ fn read_workloads(
 }
 
 const SCOPED_POINT: &str = "TenantScope::find_by_id (app role, RLS)";
+const SCOPED_POINT_SQLX: &str = "TenantScope::find_by_id, pipelining off (sqlx)";
 const PIPELINED_POINT: &str = "floor: tokio-postgres, BEGIN+SET, SELECT, ROLLBACK in 1 trip";
 const SIMPLE_POINT: &str = "floor: sqlx, one simple query, BEGIN+SET, SELECT, ROLLBACK";
 const RAW_POINT: &str = "raw SeaORM Entity::find_by_id (superuser)";
 const RAW_POINT_CRATE: &str = "raw SeaORM find_by_id, crate's pool options";
 const SCOPED_FIVE: &str = "TenantScope::transaction, five queries";
+const SCOPED_FIVE_SQLX: &str = "TenantScope::transaction, five, pipelining off (sqlx)";
 const SCOPED_FIVE_READ_ONLY: &str = "TenantScope::read_only, five queries";
 const RAW_FIVE: &str = "raw SeaORM, five queries in a transaction";
 const RAW_FIVE_CRATE: &str = "raw SeaORM, five in a transaction, crate's pool";
@@ -1013,6 +1052,7 @@ async fn five_raw<C: ConnectionTrait>(db: &C, t: usize) -> Res {
 }
 
 const SCOPED_INSERT: &str = "TenantScope::insert";
+const SCOPED_INSERT_SQLX: &str = "TenantScope::insert, pipelining off (sqlx)";
 const RAW_INSERT: &str = "raw SeaORM Entity::insert (returning)";
 const RAW_INSERT_CRATE: &str = "raw SeaORM insert, crate's pool options";
 const SCOPED_UPDATE: &str = "TenantScope::update";
@@ -1085,6 +1125,17 @@ fn write_workloads(
                 }
             })
             .keyed("insert-one/scoped"),
+            contender(SCOPED_INSERT_SQLX, {
+                let s = scope_sqlx(app, ORG)?;
+                move |call| {
+                    let s = s.clone();
+                    async move {
+                        s.insert(single(call, false)).await?;
+                        Ok(())
+                    }
+                }
+            })
+            .keyed("insert-one/scoped-sqlx"),
             contender(RAW_INSERT, raw_insert(raw.clone())).keyed("insert-one/raw"),
             contender(RAW_INSERT_CRATE, raw_insert(raw_crate.clone()))
                 .keyed("insert-one/raw-crate-pool"),

@@ -54,8 +54,10 @@ impl TenantScope {
     {
         let select = E::find_by_id(id).filter(E::tenant_condition(self.org.as_str()));
         let ctx = self.ctx_for::<E>(Operation::Find);
-        self.statement(&ctx, &[], &[], trace::some, |tx| Box::pin(select.one(tx)))
-            .await
+        self.statement(&ctx, &[], &[], trace::some, |tx| {
+            Box::pin(select.one(tx.rows_by_name()))
+        })
+        .await
     }
 
     /// The number of this tenant's rows of `E` that satisfy `filter`.
@@ -274,7 +276,7 @@ where
             .verified(&ctx, &self.select, self.refused.as_deref())?;
         self.scope
             .statement(&ctx, &[], &[], trace::len, |tx| {
-                Box::pin(E::find().from_raw_sql(stmt).all(tx))
+                Box::pin(E::find().from_raw_sql(stmt).all(tx.rows_by_name()))
             })
             .await
     }
@@ -288,7 +290,7 @@ where
             .verified(&ctx, &self.select.limit(1), refused.as_deref())?;
         self.scope
             .statement(&ctx, &[], &[], trace::some, |tx| {
-                Box::pin(E::find().from_raw_sql(stmt).one(tx))
+                Box::pin(E::find().from_raw_sql(stmt).one(tx.rows_by_name()))
             })
             .await
     }
@@ -301,7 +303,7 @@ where
         let select = self.select;
         self.scope
             .statement(&ctx, &[], &[], trace::count, |tx| {
-                Box::pin(select.count(tx))
+                Box::pin(select.count(tx.rows_by_name()))
             })
             .await
     }
@@ -348,7 +350,9 @@ where
         let select = self.left_join::<R>().select.select_also(R::default());
         scope.verified(&ctx, &select, refused.as_deref())?;
         scope
-            .statement(&ctx, &[], &[], trace::len, |tx| Box::pin(select.all(tx)))
+            .statement(&ctx, &[], &[], trace::len, |tx| {
+                Box::pin(select.all(tx.rows_by_name()))
+            })
             .await
     }
 }

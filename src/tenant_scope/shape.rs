@@ -571,13 +571,14 @@ impl ConnectionTrait for Checked<'_> {
         self.tx.execute_unprepared(sql).await
     }
 
+    // SeaORM's cursor and loader read the crate's entity models: by name.
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         self.check(&stmt)?;
-        self.tx.query_one_raw(stmt).await
+        self.tx.rows_by_name().query_one_raw(stmt).await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         self.check(&stmt)?;
-        self.tx.query_all_raw(stmt).await
+        self.tx.rows_by_name().query_all_raw(stmt).await
     }
 }

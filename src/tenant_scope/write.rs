@@ -62,7 +62,7 @@ impl TenantScope {
             insert
         };
         self.statement(&ctx, &[], &checks, trace::one, |tx| {
-            Box::pin(insert.exec_with_returning(tx))
+            Box::pin(insert.exec_with_returning(tx.rows_by_name()))
         })
         .await
         .map_err(|e| refused_insert(e, &ctx))
@@ -148,7 +148,7 @@ impl TenantScope {
             .filter(cond)
             .filter(self.owned(&checks));
         self.statement(&ctx, &[], &checks, trace::one, |tx| {
-            Box::pin(update.exec(tx))
+            Box::pin(update.exec(tx.rows_by_name()))
         })
         .await
     }
@@ -311,7 +311,7 @@ impl TenantScope {
         let stored = self
             .statement(&ctx, &checks, &[], trace::some, |tx| {
                 Box::pin(async move {
-                    match insert.exec_with_returning(tx).await {
+                    match insert.exec_with_returning(tx.rows_by_name()).await {
                         Ok(model) => Ok(Some(model)),
                         // The conflicting row failed the tenant condition: nothing was written.
                         Err(DbErr::RecordNotFound(_) | DbErr::RecordNotInserted) => Ok(None),
