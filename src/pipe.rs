@@ -140,9 +140,14 @@ impl PipePool {
         if let Some(name) = opts.get_application_name() {
             cfg.application_name(name);
         }
-        if let Some(options) = opts.get_options() {
-            cfg.options(options);
+        // The session settings sqlx starts every connection with, so that a statement renders
+        // and reads dates and times the same on either driver; then the caller's own.
+        let mut options = "-c DateStyle=ISO,MDY -c TimeZone=UTC".to_owned();
+        if let Some(own) = opts.get_options() {
+            options.push(' ');
+            options.push_str(own);
         }
+        cfg.options(&options);
         let manager = Manager::from_config(
             cfg,
             NoTls,
@@ -460,7 +465,13 @@ impl Conn {
             sent_rx.await.ok()?;
             Some(client.batch_execute(sql).await)
         };
-        let (pre, main, fin) = future::join3(pre, main, fin).await;
+        // A statement in the middle of a transaction goes alone: no need to poll three.
+        let (pre, main, fin) = if queued.is_empty() && end_sql.is_none() {
+            drop((pre, fin));
+            (Ok(()), main.await, None)
+        } else {
+            future::join3(pre, main, fin).await
+        };
         self.in_flight = false;
         self.fresh = false;
         let ended = fin.is_some();

@@ -328,3 +328,48 @@ async fn global_tables_and_cross_tenant_skip_the_ping_too_and_global_reads_pipel
         }
     }
 }
+
+/// The pipelined driver's sessions start with the settings sqlx's do (dates and times rendered
+/// and read alike), on top of the pool's own options.
+#[tokio::test]
+async fn pipelined_sessions_start_with_the_settings_of_sqlx_sessions() {
+    let db = TestDatabase::new().await.unwrap();
+    // Defaults of the database that a session keeps unless it starts with its own.
+    db.connect()
+        .await
+        .unwrap()
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{0}\" SET TimeZone = 'Asia/Tokyo'; \
+             ALTER DATABASE \"{0}\" SET DateStyle = 'German'",
+            db.name()
+        ))
+        .await
+        .unwrap();
+    let url = format!(
+        "{}?options=-c%20statement_timeout%3D4321",
+        db.app_url().await.unwrap()
+    );
+    let settings = "SELECT current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, \
+                    current_setting('statement_timeout') AS st";
+    let mut seen = Vec::new();
+    for pipelined in [true, false] {
+        let app = flakeguard_db::Db::new(one_connection(&url).await);
+        let app = if pipelined {
+            app
+        } else {
+            app.without_pipelining()
+        };
+        assert_eq!(app.is_pipelined(), pipelined);
+        let row = flakeguard_db::testing::query_pooled(&app, settings)
+            .await
+            .unwrap()
+            .unwrap();
+        let get = |c: &str| row.try_get::<String>("", c).unwrap();
+        seen.push((get("tz"), get("ds"), get("st")));
+    }
+    assert_eq!(
+        seen[0],
+        ("UTC".to_owned(), "ISO, MDY".to_owned(), "4321ms".to_owned())
+    );
+    assert_eq!(seen[0], seen[1], "pipelined and sqlx sessions");
+}
