@@ -28,7 +28,8 @@
 //! ([`PipeDbError`], a sqlx `DatabaseError`), so `Error::from_db` maps them as it maps sqlx's.
 //!
 //! The pool is deadpool-postgres's, sized and timed as the sqlx pool it accompanies, with one
-//! pipelined pool per sqlx pool (shared by every handle made on it while one lives). It pings a
+//! pipelined pool per sqlx pool (shared by every handle made on it, and kept for a minute after
+//! the last, so that scopes made per request share it). It pings a
 //! connection only when it has sat idle for [`PING_AFTER_IDLE`], as the crate's sqlx options
 //! do; a connection the server closed meanwhile is found closed and replaced, and a read that
 //! finds its connection broken on its first trip is retried once on another (a write is not:
@@ -47,8 +48,9 @@ use std::collections::BTreeMap;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex as StdMutex, Weak};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
@@ -81,10 +83,24 @@ impl std::fmt::Debug for PipePool {
     }
 }
 
-/// The pipelined pools of the live sqlx pools, by the address of the sqlx pool's options (its
-/// identity while it lives) and its URL. Weak: a pipelined pool lives as long as a handle uses
-/// it.
-static POOLS: StdMutex<Vec<(usize, String, Weak<PipePool>)>> = StdMutex::new(Vec::new());
+/// A pipelined pool, registered for the sqlx pool it accompanies.
+struct Registered {
+    /// The address of the sqlx pool's options: its identity while it lives.
+    key: usize,
+    url: String,
+    pool: Arc<PipePool>,
+    /// When a handle last took it.
+    taken: Instant,
+}
+
+/// The pipelined pools of the sqlx pools in use. A pool stays while a handle holds it, and for
+/// [`LINGER`] after a handle last took it, so that scopes made one per request
+/// (`TenantScope::new`) share one pool instead of each opening connections of its own; a pool
+/// nobody took for that long is dropped, its connections closed, when the next is looked up.
+static POOLS: StdMutex<Vec<Registered>> = StdMutex::new(Vec::new());
+
+/// How long a pipelined pool outlives its last handle (see [`POOLS`]).
+const LINGER: Duration = Duration::from_secs(60);
 
 impl PipePool {
     /// The pipelined pool for `pg`, shared by every handle on `pg`; `None` where it cannot
@@ -93,18 +109,24 @@ impl PipePool {
     pub(crate) fn shared(pg: &PgPool) -> Option<Arc<PipePool>> {
         let key = std::ptr::from_ref(pg.options()) as usize;
         let url = pg.connect_options().to_url_lossy().to_string();
+        let now = Instant::now();
         // A poisoned registry (a panic elsewhere while it was held) only costs pipelining.
         let mut pools = POOLS.lock().ok()?;
-        pools.retain(|(_, _, pool)| pool.strong_count() > 0);
-        if let Some(pool) = pools
-            .iter()
-            .filter(|(k, u, _)| *k == key && *u == url)
-            .find_map(|(_, _, pool)| pool.upgrade())
-        {
-            return Some(pool);
+        pools.retain(|r| {
+            !r.pool.pool.is_closed()
+                && (Arc::strong_count(&r.pool) > 1 || now.duration_since(r.taken) < LINGER)
+        });
+        if let Some(r) = pools.iter_mut().find(|r| r.key == key && r.url == url) {
+            r.taken = now;
+            return Some(Arc::clone(&r.pool));
         }
         let pool = Arc::new(PipePool::new(pg)?);
-        pools.push((key, url, Arc::downgrade(&pool)));
+        pools.push(Registered {
+            key,
+            url,
+            pool: Arc::clone(&pool),
+            taken: now,
+        });
         Some(pool)
     }
 

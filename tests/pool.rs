@@ -373,3 +373,26 @@ async fn pipelined_sessions_start_with_the_settings_of_sqlx_sessions() {
     );
     assert_eq!(seen[0], seen[1], "pipelined and sqlx sessions");
 }
+
+/// Scopes made one per operation on the same SeaORM connection (`TenantScope::new`, as a
+/// handler might) share one pipelined pool: every operation finds the connection the last one
+/// used, instead of opening one of its own.
+#[tokio::test]
+async fn scopes_made_one_per_operation_share_one_pipelined_pool() {
+    let db = TestDatabase::new().await.unwrap();
+    let conn = one_connection(&db.app_url().await.unwrap()).await;
+    let pid = Statement::from_string(DbBackend::Postgres, "SELECT pg_backend_pid() AS pid");
+    let mut pids = Vec::new();
+    for i in 0..5 {
+        let scope = TenantScope::new(conn.clone(), OrgId::new(format!("org-{i}")).unwrap());
+        let rows = scope.query_raw(pid.clone()).await.unwrap();
+        pids.push(rows[0].try_get::<i32>("", "pid").unwrap());
+        // The scope, and with it every handle on the pipelined pool, is gone here.
+    }
+    pids.dedup();
+    assert_eq!(
+        pids.len(),
+        1,
+        "one connection for every operation: {pids:?}"
+    );
+}
