@@ -162,6 +162,12 @@ impl Pool {
                 by_name: AtomicBool::new(false),
             });
         }
+        self.begin_on_sqlx(begin).await
+    }
+
+    /// [`Pool::begin`] on sqlx whatever the pool, for a transaction that pipelining would not
+    /// speed up (a stream's).
+    pub(crate) async fn begin_on_sqlx(&self, begin: Option<&str>) -> Result<Tx, DbErr> {
         let pool = self.pg.as_ref().ok_or_else(|| {
             DbErr::Conn(RuntimeErr::Internal(
                 "flakeguard-db runs on a sqlx PostgreSQL pool; this connection is another kind"

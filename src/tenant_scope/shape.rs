@@ -202,7 +202,10 @@ where
     /// long as it lives: the transaction's other statements (and a second stream) fail with
     /// [`Error::InvalidInput`] until it is drained or dropped.
     pub fn stream(self) -> BoxStream<'s, Result<E::Model>> {
-        self.into_model::<E::Model>().stream()
+        let mut rows = self.into_model::<E::Model>();
+        // The entity's own model reads its columns by name.
+        rows.by_name = true;
+        rows.stream()
     }
 
     /// Keyset (cursor) pagination ordered by `cols` (SeaORM's `Select::cursor_by`): pages
@@ -299,6 +302,8 @@ pub(super) fn refusal(ctx: &Context, reason: &str) -> Error {
 #[must_use = "a query does nothing until it is run with all, one or stream"]
 pub struct ScopedSelector<'s, E: EntityTrait, S> {
     query: ScopedSelect<'s, E>,
+    /// `S` reads by name only (the entity's own model): rows need no position keys.
+    by_name: bool,
     _rows: PhantomData<fn() -> S>,
 }
 
@@ -312,6 +317,7 @@ where
     fn new(query: ScopedSelect<'s, E>) -> Self {
         ScopedSelector {
             query,
+            by_name: false,
             _rows: PhantomData,
         }
     }
@@ -358,7 +364,7 @@ where
         let q = self.query;
         let ctx = q.scope.ctx_for::<E>(Operation::Find);
         let stmt = q.scope.verified(&ctx, &q.select, q.refused.as_deref());
-        q.scope.stream_rows::<S>(ctx, stmt)
+        q.scope.stream_rows::<S>(ctx, stmt, self.by_name)
     }
 }
 
@@ -472,6 +478,7 @@ impl TenantScope {
         &'s self,
         ctx: Context,
         stmt: Result<Statement>,
+        by_name: bool,
     ) -> BoxStream<'s, Result<S::Item>>
     where
         S: SelectorTrait + 's,
@@ -482,6 +489,9 @@ impl TenantScope {
             let stmt = stmt?;
             let (unit, _mark) = self.stream_unit(&ctx).await?;
             {
+                if by_name {
+                    unit.conn().rows_by_name();
+                }
                 let mut rows = unit.conn().stream_raw(&stmt);
                 while let Some(row) = rows.next().await {
                     let row = unit.check(&ctx, row)?;

@@ -203,8 +203,20 @@ impl TenantScope {
     /// The unit of a stream: [`TenantScope::unit`], and inside a transaction a [`Mark`] that
     /// makes the transaction's other statements fail instead of waiting for the stream.
     pub(crate) async fn stream_unit(&self, ctx: &Context) -> Result<(Unit<'_>, Option<Mark<'_>>)> {
-        let Conn::Tx(shared) = &self.conn else {
-            return Ok((self.unit(ctx).await?, None));
+        let shared = match &self.conn {
+            Conn::Tx(shared) => shared,
+            // A stream's transaction of its own runs on sqlx: its rows decode in place, where
+            // the pipelined driver copies each into a map first, and a long result gains
+            // nothing from a BEGIN that travels with it.
+            Conn::Pool(db) => {
+                let span = tracing::debug_span!("flakeguard.begin", tenant = self.org.as_str());
+                let tx = db
+                    .begin_on_sqlx(Some(&tenant_begin_sql(&self.org)))
+                    .instrument(span)
+                    .await
+                    .map_err(|e| Error::from_db(ctx.with_operation(Operation::Begin), e))?;
+                return Ok((Unit::Read(tx), None));
+            }
         };
         if shared.nested.load(Ordering::Acquire) {
             return Err(busy(ctx, NESTED_OPEN));
