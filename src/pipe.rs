@@ -468,7 +468,7 @@ impl Conn {
                     let types: Vec<Type> = params.iter().map(|p| p.1.clone()).collect();
                     let prepared = client.prepare_typed_cached(&stmt.sql, &types).await?;
                     let refs: Vec<&(dyn ToSql + Sync)> =
-                        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                        params.iter().map(|p| &p.0 as &(dyn ToSql + Sync)).collect();
                     if matches!(req, Request::Rows(_)) {
                         first_poll(client.query(&prepared, &refs), &mut sent)
                             .await
@@ -573,7 +573,7 @@ impl Conn {
                 self.server_open = true;
             }
             let rows = client
-                .query_raw(&prepared, params.iter().map(|p| p as &(dyn ToSql + Sync)))
+                .query_raw(&prepared, params.iter().map(|p| &p.0 as &(dyn ToSql + Sync)))
                 .await
                 .map_err(|e| DbErr::Query(RuntimeErr::SqlxError(Arc::new(to_sqlx(e)))))?;
             // From here a stream dropped half-way is safe: the driver discards the rest of its
@@ -779,7 +779,8 @@ impl sqlx_core::error::DatabaseError for PipeDbError {
 }
 
 /// A statement's value with the type it is declared as.
-struct Param<'a>(&'a Value, Type);
+#[derive(Debug)]
+struct Param<'a>(Element<'a>, Type);
 
 fn bind(stmt: &Statement) -> Result<Vec<Param<'_>>, DbErr> {
     let Some(values) = &stmt.values else {
@@ -788,7 +789,7 @@ fn bind(stmt: &Statement) -> Result<Vec<Param<'_>>, DbErr> {
     values
         .0
         .iter()
-        .map(|v| param_type(v).map(|ty| Param(v, ty)))
+        .map(|v| param_type(v).map(|ty| Param(Element(v), ty)))
         .collect()
 }
 
@@ -839,30 +840,8 @@ fn unsupported_value(what: &str) -> DbErr {
     ))
 }
 
-impl std::fmt::Debug for Param<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?} as {}", self.0, self.1)
-    }
-}
-
-impl ToSql for Param<'_> {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        value_to_sql(self.0, ty, out)
-    }
-
-    fn accepts(_: &Type) -> bool {
-        // Declared by `param_type`: the type is the value's own.
-        true
-    }
-
-    to_sql_checked!();
-}
-
-/// One array element, encoded as its array's member type.
+/// A value, encoded as the type the server asks for: the one [`param_type`] declared, or an
+/// array's member type.
 #[derive(Debug)]
 struct Element<'a>(&'a Value);
 
@@ -876,6 +855,7 @@ impl ToSql for Element<'_> {
     }
 
     fn accepts(_: &Type) -> bool {
+        // The type is the value's own (`param_type`), or its array's member type.
         true
     }
 

@@ -652,33 +652,24 @@ fn read_workloads(
             }
         }
     };
+    let scoped_find = |s: TenantScope| {
+        move |call: Call| {
+            let s = s.clone();
+            async move {
+                let id = test_id(ORG, pick(call, 1, TESTS));
+                let found = s.find_by_id::<fg_test_case::Entity, _>(id).await?;
+                found.ok_or("missing row")?;
+                Ok(())
+            }
+        }
+    };
     out.push(Workload {
         name: "point",
         title: "point read of one FGTestCase by id",
         contenders: vec![
-            contender(SCOPED_POINT, move |call| {
-                let s = s.clone();
-                async move {
-                    let id = test_id(ORG, pick(call, 1, TESTS));
-                    let found = s.find_by_id::<fg_test_case::Entity, _>(id).await?;
-                    found.ok_or("missing row")?;
-                    Ok(())
-                }
-            })
-            .keyed("point-read/scoped"),
-            contender(SCOPED_POINT_SQLX, {
-                let s = scope_sqlx(app, ORG)?;
-                move |call| {
-                    let s = s.clone();
-                    async move {
-                        let id = test_id(ORG, pick(call, 1, TESTS));
-                        let found = s.find_by_id::<fg_test_case::Entity, _>(id).await?;
-                        found.ok_or("missing row")?;
-                        Ok(())
-                    }
-                }
-            })
-            .keyed("point-read/scoped-sqlx"),
+            contender(SCOPED_POINT, scoped_find(s)).keyed("point-read/scoped"),
+            contender(SCOPED_POINT_SQLX, scoped_find(scope_sqlx(app, ORG)?))
+                .keyed("point-read/scoped-sqlx"),
             // The same read built from a caller's filter, which the Rust lock verifies before it
             // is sent (src/lock.rs; a cache hit after the first call): what the check costs.
             contender(
@@ -834,41 +825,28 @@ fn read_workloads(
             }
         }
     };
+    let scoped_tx = |s: TenantScope| {
+        move |call: Call| {
+            let s = s.clone();
+            async move {
+                let t = pick(call, 2, TESTS);
+                s.transaction(|tx| {
+                    Box::pin(async move {
+                        five_scoped(tx, t).await?;
+                        Ok::<_, BoxError>(())
+                    })
+                })
+                .await
+            }
+        }
+    };
     out.push(Workload {
         name: "unit",
         title: "five queries in one transaction (test, its score, repository, runs, count)",
         contenders: vec![
-            contender(SCOPED_FIVE, move |call| {
-                let s = s.clone();
-                async move {
-                    let t = pick(call, 2, TESTS);
-                    s.transaction(|tx| {
-                        Box::pin(async move {
-                            five_scoped(tx, t).await?;
-                            Ok::<_, BoxError>(())
-                        })
-                    })
-                    .await
-                }
-            })
-            .keyed("five-in-transaction/scoped"),
-            contender(SCOPED_FIVE_SQLX, {
-                let s = scope_sqlx(app, ORG)?;
-                move |call| {
-                    let s = s.clone();
-                    async move {
-                        let t = pick(call, 2, TESTS);
-                        s.transaction(|tx| {
-                            Box::pin(async move {
-                                five_scoped(tx, t).await?;
-                                Ok::<_, BoxError>(())
-                            })
-                        })
-                        .await
-                    }
-                }
-            })
-            .keyed("five-in-transaction/scoped-sqlx"),
+            contender(SCOPED_FIVE, scoped_tx(s)).keyed("five-in-transaction/scoped"),
+            contender(SCOPED_FIVE_SQLX, scoped_tx(scope_sqlx(app, ORG)?))
+                .keyed("five-in-transaction/scoped-sqlx"),
             // The same five in a read-only transaction: one snapshot, no COMMIT to wait for.
             contender(SCOPED_FIVE_READ_ONLY, {
                 let s = acme.clone();
@@ -1113,29 +1091,22 @@ fn write_workloads(
             }
         }
     };
+    let scoped_insert = |s: TenantScope| {
+        move |call: Call| {
+            let s = s.clone();
+            async move {
+                s.insert(single(call, false)).await?;
+                Ok(())
+            }
+        }
+    };
     out.push(Workload {
         name: "insert",
         title: "insert one FGOccurrence row (two foreign keys into tenant data)",
         contenders: vec![
-            contender(SCOPED_INSERT, move |call| {
-                let s = s.clone();
-                async move {
-                    s.insert(single(call, false)).await?;
-                    Ok(())
-                }
-            })
-            .keyed("insert-one/scoped"),
-            contender(SCOPED_INSERT_SQLX, {
-                let s = scope_sqlx(app, ORG)?;
-                move |call| {
-                    let s = s.clone();
-                    async move {
-                        s.insert(single(call, false)).await?;
-                        Ok(())
-                    }
-                }
-            })
-            .keyed("insert-one/scoped-sqlx"),
+            contender(SCOPED_INSERT, scoped_insert(s)).keyed("insert-one/scoped"),
+            contender(SCOPED_INSERT_SQLX, scoped_insert(scope_sqlx(app, ORG)?))
+                .keyed("insert-one/scoped-sqlx"),
             contender(RAW_INSERT, raw_insert(raw.clone())).keyed("insert-one/raw"),
             contender(RAW_INSERT_CRATE, raw_insert(raw_crate.clone()))
                 .keyed("insert-one/raw-crate-pool"),
