@@ -434,14 +434,7 @@ impl Conn {
             .map(|end| if end.commit { "COMMIT" } else { "ROLLBACK" });
         self.in_flight = true;
         let client = self.client().map_err(|e| (e, None))?;
-        let prefix = queued.join("; ");
-        let pre = async {
-            if queued.is_empty() {
-                Ok(())
-            } else {
-                client.batch_execute(&prefix).await
-            }
-        };
+        let pre = send_queued(client, &queued);
         let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
         let main = async {
             let mut sent = Some(sent_tx);
@@ -546,10 +539,7 @@ impl Conn {
                 DbErr::Conn(RuntimeErr::Internal("connection released".to_owned()))
             })?;
             let types: Vec<Type> = params.iter().map(|p| p.1.clone()).collect();
-            let prefix = queued.join("; ");
-            let pre = async {
-                if queued.is_empty() { Ok(()) } else { client.batch_execute(&prefix).await }
-            };
+            let pre = send_queued(client, &queued);
             self.in_flight = true;
             let (pre, prepared) =
                 future::join(pre, client.prepare_typed_cached(&stmt.sql, &types)).await;
@@ -596,14 +586,7 @@ impl Conn {
         let begins = !self.server_open && !queued.is_empty();
         self.in_flight = true;
         let client = self.client().map_err(|e| (e, None))?;
-        let prefix = queued.join("; ");
-        let pre = async {
-            if queued.is_empty() {
-                Ok(())
-            } else {
-                client.batch_execute(&prefix).await
-            }
-        };
+        let pre = send_queued(client, &queued);
         let copy = async {
             let sink = client.copy_in::<_, Bytes>(sql).await?;
             let mut sink = pin!(sink);
@@ -658,6 +641,14 @@ impl Drop for Conn {
             drop(Object::take(client));
         }
     }
+}
+
+/// Sends what is queued (nothing to send: done at once). The request leaves on the first poll.
+async fn send_queued(client: &Object, queued: &[String]) -> Result<(), tokio_postgres::Error> {
+    if queued.is_empty() {
+        return Ok(());
+    }
+    client.batch_execute(&queued.join("; ")).await
 }
 
 fn savepoint_sql(verb: &str, level: u32) -> String {
