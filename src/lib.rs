@@ -125,9 +125,11 @@ pub const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 ///
 /// They are SeaORM's defaults but one: a connection is pinged before use only when it has been
 /// idle for [`PING_AFTER_IDLE`], not on every acquire (sqlx's default), which would cost every
-/// operation one more round trip. A connection that broke without being idle that long (a
-/// server restart) is found by the BEGIN of the next transaction on it; nothing has happened
-/// on it yet, so the crate discards it and begins again once on another connection.
+/// operation one more round trip (the crate's pipelined pool, which accompanies this one, pings
+/// the same way). A connection that broke without being idle that long (a server restart) is
+/// found closed on its way out of the pool or by the first request of the next transaction on
+/// it; where nothing can have happened yet (the BEGIN on sqlx, a read when pipelined) the crate
+/// discards it and runs again once on another connection.
 pub fn connect_options(url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(url);
     options.test_before_acquire_if_idle_for(PING_AFTER_IDLE);

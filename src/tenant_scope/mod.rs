@@ -3,8 +3,10 @@
 //! # Design
 //!
 //! Every unit of work a scope runs is a transaction opened by
-//! `BEGIN; SET LOCAL app.current_tenant_id = '<tenant>'`, one round trip
-//! ([`tenant_begin_sql`](crate::tenant_begin_sql); src/tx.rs). The setting is local to the
+//! `BEGIN; SET LOCAL app.current_tenant_id = '<tenant>'`
+//! ([`tenant_begin_sql`](crate::tenant_begin_sql); src/tx.rs), sent with the transaction's first
+//! statement on the pipelined driver (src/pipe.rs), as a round trip of its own on sqlx. The
+//! setting is local to the
 //! transaction, so a connection goes back to the pool carrying no tenant, whatever happened
 //! (commit, failed statement, or a future dropped half-way, after which the driver rolls back
 //! before the connection is reused). Row-level security in the database reads that setting.

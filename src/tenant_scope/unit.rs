@@ -183,12 +183,12 @@ impl TenantScope {
     /// tenant, committed by [`Unit::finish`] and rolled back if dropped unfinished.
     ///
     /// A read ([`Operation::Find`], [`Operation::Count`]) on the pool does not wait for a
-    /// COMMIT: its transaction wrote nothing, so it ends with a ROLLBACK that the driver queues
-    /// on the connection and sends, and waits for, when the connection goes back to the pool
-    /// (sqlx tests a returned connection with a ping, which flushes it) or at the latest before
-    /// the connection's next statement. The tenant setting is transaction-local either way, so
-    /// nothing of it outlives the read. That takes one round trip off the read's critical path
-    /// (the ROLLBACK travels with the pool's release ping; see BENCHMARKS.md).
+    /// COMMIT: its transaction wrote nothing, so it ends with a ROLLBACK. Pipelined, the
+    /// ROLLBACK travels right behind the read's statement ([`Unit::end_with_statement`]); on
+    /// sqlx the driver queues it on the connection and sends, and waits for, it when the
+    /// connection goes back to the pool (sqlx tests a returned connection with a ping, which
+    /// flushes it) or at the latest before the connection's next statement. The tenant setting
+    /// is transaction-local either way, so nothing of it outlives the read.
     pub(crate) async fn unit(&self, ctx: &Context) -> Result<Unit<'_>> {
         Ok(match &self.conn {
             Conn::Tx(shared) => Unit::Shared {
@@ -244,8 +244,9 @@ impl TenantScope {
         })
     }
 
-    /// Opens a transaction on `db` bound to the tenant, in one round trip
-    /// ([`tenant_begin_sql`]), in a `flakeguard.begin` span.
+    /// Opens a transaction on `db` bound to the tenant ([`tenant_begin_sql`]: one round trip on
+    /// sqlx, none yet when pipelined, where it leaves with the first statement), in a
+    /// `flakeguard.begin` span.
     pub(crate) async fn begin(&self, db: &Pool, ctx: &Context) -> Result<Tx> {
         self.begin_as(db, ctx, false).await
     }
