@@ -87,6 +87,8 @@ impl std::fmt::Debug for PipePool {
 struct Registered {
     /// The address of the sqlx pool's options: its identity while it lives.
     key: usize,
+    /// What its connections are ([`identity`]): a later sqlx pool at the same address shares
+    /// the pipelined pool only if it connects the same way.
     url: String,
     pool: Arc<PipePool>,
     /// When a handle last took it.
@@ -108,7 +110,7 @@ impl PipePool {
     /// with a statement cache of 0, as behind a PgBouncer that does not support them).
     pub(crate) fn shared(pg: &PgPool) -> Option<Arc<PipePool>> {
         let key = std::ptr::from_ref(pg.options()) as usize;
-        let url = pg.connect_options().to_url_lossy().to_string();
+        let url = identity(&pg.connect_options());
         let now = Instant::now();
         // A poisoned registry (a panic elsewhere while it was held) only costs pipelining.
         let mut pools = POOLS.lock().ok()?;
@@ -643,6 +645,19 @@ impl Drop for Conn {
     }
 }
 
+/// Everything that decides what a connection of `opts` is: the URL sqlx rebuilds its options as
+/// (host, port, user, password, database, TLS mode, statement cache), and the two settings that
+/// URL leaves out, the startup `options` (which may set a role or a setting for the session)
+/// and the application name.
+fn identity(opts: &sea_orm::sqlx::postgres::PgConnectOptions) -> String {
+    format!(
+        "{} options={:?} application_name={:?}",
+        opts.to_url_lossy(),
+        opts.get_options(),
+        opts.get_application_name()
+    )
+}
+
 /// Sends what is queued (nothing to send: done at once). The request leaves on the first poll.
 async fn send_queued(client: &Object, queued: &[String]) -> Result<(), tokio_postgres::Error> {
     if queued.is_empty() {
@@ -1001,6 +1016,27 @@ mod tests {
         assert_eq!(keys, sorted);
         for name in [" ", "!", "0", "A", "_", "a", "é"] {
             assert!(position_key(99_999).as_str() < name, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn pools_that_connect_differently_never_share_a_pipelined_pool() {
+        use sea_orm::sqlx::postgres::PgConnectOptions;
+        let base = PgConnectOptions::new()
+            .host("127.0.0.1")
+            .username("app")
+            .password("secret")
+            .database("db");
+        let same = identity(&base.clone());
+        assert_eq!(identity(&base), same);
+        for other in [
+            base.clone().options([("role", "flakeguard_platform")]),
+            base.clone().application_name("other"),
+            base.clone().username("platform"),
+            base.clone().password("other"),
+            base.clone().database("other"),
+        ] {
+            assert_ne!(identity(&other), same);
         }
     }
 
