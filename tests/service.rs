@@ -505,29 +505,24 @@ async fn each_job_of_a_run_adds_its_results_once() {
     let (status, unit) = send(s.post_job(&s.a, &s.a.repo, "5", "unit", &guid(), report(3))).await;
     assert_eq!(status, 201, "{unit}");
     // Another job of the same run, with tests of its own: the same run, a second job.
-    let (status, integration) = send(s.post_job(
-        &s.a,
-        &s.a.repo,
-        "5",
-        "integration",
-        &guid(),
-        named_report("i", 4),
-    ))
-    .await;
+    // The integration job, under a delivery of its own each time it is sent.
+    let integration_job = || {
+        s.post_job(
+            &s.a,
+            &s.a.repo,
+            "5",
+            "integration",
+            &guid(),
+            named_report("i", 4),
+        )
+    };
+    let (status, integration) = send(integration_job()).await;
     assert_eq!(status, 201, "{integration}");
     assert_eq!(integration["run"], unit["run"]);
     assert_ne!(integration["job"], unit["job"]);
     assert_eq!(s.counts().await, [1, 2, 7, 7]);
     // The same job again under a new delivery: stored once.
-    let (status, again) = send(s.post_job(
-        &s.a,
-        &s.a.repo,
-        "5",
-        "integration",
-        &guid(),
-        named_report("i", 4),
-    ))
-    .await;
+    let (status, again) = send(integration_job()).await;
     assert_eq!((status, &again["job"]), (200, &integration["job"]));
     // A third job reporting tests the run holds already: refused, nothing written.
     let (status, body) = send(s.post_job(&s.a, &s.a.repo, "5", "e2e", &guid(), report(3))).await;

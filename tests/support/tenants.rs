@@ -528,3 +528,19 @@ pub fn carries_nothing_of(text: &str, other: &Tenant) {
         }
     }
 }
+
+/// Asserts that each of `results` (named for the message) was refused with
+/// [`flakeguard_db::Error::InvalidInput`], its reason mentioning `why`.
+pub fn expect_busy<T: std::fmt::Debug>(
+    results: impl IntoIterator<Item = (&'static str, flakeguard_db::Result<T>)>,
+    why: &str,
+) {
+    for (what, r) in results {
+        match r {
+            Err(flakeguard_db::Error::InvalidInput { reason, .. }) => {
+                assert!(reason.contains(why), "{what}: {reason}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
