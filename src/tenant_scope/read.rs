@@ -141,7 +141,9 @@ impl TenantScope {
     /// Runs a raw query inside this scope's transaction, with the tenant set.
     ///
     /// Raw SQL carries no tenant predicate from this crate: only row-level security in the
-    /// database restricts it. Prefer the typed methods.
+    /// database restricts it, and that reads the tenant from a session setting raw SQL can
+    /// change (docs/DESIGN.md, "Why is raw SQL allowed"). Prefer the typed methods; never build
+    /// raw SQL from a request's input.
     pub async fn query_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>> {
         let ctx = self.ctx(Operation::Raw, None);
         self.statement(&ctx, &[], &[], trace::len, |tx| tx.query_all_raw(stmt))
