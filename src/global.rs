@@ -5,8 +5,8 @@ use flakeguard_entity::tenancy::Global;
 use futures_util::future::BoxFuture;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, DatabaseConnection, DbBackend, DbErr, EntityName,
-    EntityTrait, IntoActiveModel, PaginatorTrait, PrimaryKeyTrait, QuerySelect, QueryTrait, Select,
-    Statement,
+    EntityTrait, FromQueryResult, IntoActiveModel, PrimaryKeyTrait, QuerySelect, QueryTrait,
+    Select, Statement,
 };
 
 use crate::error::{Context, Operation};
@@ -78,9 +78,8 @@ impl GlobalTables {
     /// before anything is sent.
     fn verified<E: EntityName + Default>(
         operation: Operation,
-        query: &impl QueryTrait,
+        stmt: Statement,
     ) -> Result<Statement> {
-        let stmt = query.build(DbBackend::Postgres);
         crate::lock::verify(&stmt, crate::lock::Mode::Global).map_err(|reason| {
             Error::InvalidInput {
                 context: Context {
@@ -101,18 +100,18 @@ impl GlobalTables {
     /// Every row `query` selects. A query that names a table of tenant data anywhere is
     /// refused with [`Error::InvalidInput`].
     pub async fn all<E: Global>(&self, query: Select<E>) -> Result<Vec<E::Model>> {
-        let stmt = Self::verified::<E>(Operation::Find, &query)?;
+        let stmt = Self::verified::<E>(Operation::Find, query.build(DbBackend::Postgres))?;
         self.run::<E, _, _>(Operation::Find, trace::len, |tx| {
-            Box::pin(E::find().from_raw_sql(stmt).all(tx.rows_by_name()))
+            Box::pin(E::Model::find_by_statement(stmt).all(tx.rows_by_name()))
         })
         .await
     }
 
     /// The first row `query` selects.
     pub async fn one<E: Global>(&self, query: Select<E>) -> Result<Option<E::Model>> {
-        let stmt = Self::verified::<E>(Operation::Find, &query.limit(1))?;
+        let stmt = Self::verified::<E>(Operation::Find, query.limit(1).build(DbBackend::Postgres))?;
         self.run::<E, _, _>(Operation::Find, trace::some, |tx| {
-            Box::pin(E::find().from_raw_sql(stmt).one(tx.rows_by_name()))
+            Box::pin(E::Model::find_by_statement(stmt).one(tx.rows_by_name()))
         })
         .await
     }
@@ -123,9 +122,12 @@ impl GlobalTables {
         E: Global,
         E::Model: Send + Sync,
     {
-        Self::verified::<E>(Operation::Count, &query)?;
+        let stmt = Self::verified::<E>(
+            Operation::Count,
+            DbBackend::Postgres.build(&crate::tenant_scope::count_query(&query)),
+        )?;
         self.run::<E, _, _>(Operation::Count, trace::count, |tx| {
-            Box::pin(query.count(tx.rows_by_name()))
+            Box::pin(crate::tenant_scope::count_of(tx.rows_by_name(), stmt))
         })
         .await
     }

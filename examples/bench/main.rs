@@ -48,6 +48,12 @@
 //! gets an unmeasured warm-up sample first. The report gives each contender's median over the
 //! rounds and its ratio to the workload's baseline, and checks the goals.
 //!
+//! Beside each timing the report prints the CPU time per operation of the client side (every
+//! thread of this process: the callers, the drivers' tasks, the runtime) and of the server
+//! (every process named `postgres`), medians over the same samples, read from Linux's
+//! `schedstat` (nanoseconds). With 8 clients on a small machine both sides compete for the
+//! same cores, so a contender's throughput there follows its total CPU per operation.
+//!
 //! No timing is asserted anywhere in the test suite: this program is the only judge, and it
 //! reports MISS instead of failing.
 
@@ -226,6 +232,10 @@ struct Outcome {
     title: &'static str,
     clients: usize,
     medians: Vec<(&'static str, f64)>,
+    /// The client side's CPU time per operation, medians in µs (all threads of this process).
+    cpu: Vec<(&'static str, f64)>,
+    /// The server's CPU time per operation, medians in µs.
+    server: Vec<(&'static str, f64)>,
     baseline: &'static str,
 }
 
@@ -243,8 +253,68 @@ struct Verdict {
     max: f64,
 }
 
+/// CPU time this process (every thread: the clients, the drivers' tasks, the runtime) has
+/// used so far, in nanoseconds, from Linux's per-thread `schedstat`; `None` where that is not
+/// readable. The server runs in processes of its own, so a difference of two readings is the
+/// client side's CPU alone.
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread that ended between the listing and the read has nothing left to count.
+        let Ok(stat) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// CPU time used so far by the machine's PostgreSQL server processes (those named
+/// `postgres`: the benchmark's throwaway servers, their backends and helpers), in nanoseconds.
+/// A backend is one thread, so its `schedstat` is the whole process's. A backend that exits
+/// during a sample takes its time with it; the pools keep theirs open.
+fn server_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let path = entry.ok()?.path();
+        let is_pid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        if !is_pid {
+            continue;
+        }
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("schedstat")),
+        ) else {
+            continue;
+        };
+        if comm.trim_end() == "postgres" {
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Some(total)
+}
+
+/// One sample's figures, per operation, in µs: wall time, the client side's CPU time and the
+/// server's.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    wall: f64,
+    cpu: f64,
+    server: f64,
+}
+
 /// Runs one sample: `clients` tasks of `ops` operations each; microseconds per operation.
-async fn sample(op: &Op, round: usize, clients: usize, ops: usize) -> Res<f64> {
+async fn sample(op: &Op, round: usize, clients: usize, ops: usize) -> Res<Sample> {
+    let server_start = server_cpu_ns();
+    let cpu_start = process_cpu_ns();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for client in 0..clients {
@@ -264,7 +334,17 @@ async fn sample(op: &Op, round: usize, clients: usize, ops: usize) -> Res<f64> {
     for task in tasks {
         task.await??;
     }
-    Ok(start.elapsed().as_secs_f64() * 1e6 / (clients * ops) as f64)
+    let n = (clients * ops) as f64;
+    let wall = start.elapsed().as_secs_f64() * 1e6 / n;
+    // Threads that ended during the sample take their time with them; the runtime's workers
+    // live as long as the program, so that is at most a blocking thread's share.
+    let per_op = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e3 / n,
+        _ => f64::NAN,
+    };
+    let cpu = per_op(cpu_start, process_cpu_ns());
+    let server = per_op(server_start, server_cpu_ns());
+    Ok(Sample { wall, cpu, server })
 }
 
 /// The milliseconds of an `EXPLAIN ANALYZE` output line that starts with `prefix`
@@ -313,13 +393,18 @@ async fn run_workload(w: &Workload, clients: usize) -> Res<Outcome> {
         sample(&c.op, usize::MAX, clients, ops.min(20)).await?;
     }
     let mut times = vec![Vec::with_capacity(w.rounds); n];
+    let mut cpu = vec![Vec::with_capacity(w.rounds); n];
+    let mut server = vec![Vec::with_capacity(w.rounds); n];
     for round in 0..w.rounds {
         for k in 0..n {
             let i = (k + round) % n;
             if let Some(p) = &w.prepare {
                 p().await?;
             }
-            times[i].push(sample(&w.contenders[i].op, round, clients, ops).await?);
+            let s = sample(&w.contenders[i].op, round, clients, ops).await?;
+            times[i].push(s.wall);
+            cpu[i].push(s.cpu);
+            server[i].push(s.server);
         }
     }
     Ok(Outcome {
@@ -332,6 +417,18 @@ async fn run_workload(w: &Workload, clients: usize) -> Res<Outcome> {
             .zip(times)
             .map(|(c, t)| (c.name, median(t)))
             .collect(),
+        cpu: w
+            .contenders
+            .iter()
+            .zip(cpu)
+            .map(|(c, t)| (c.name, median(t)))
+            .collect(),
+        server: w
+            .contenders
+            .iter()
+            .zip(server)
+            .map(|(c, t)| (c.name, median(t)))
+            .collect(),
         baseline: w.baseline,
     })
 }
@@ -339,9 +436,9 @@ async fn run_workload(w: &Workload, clients: usize) -> Res<Outcome> {
 fn print_outcome(o: &Outcome) {
     let base = o.median(o.baseline).unwrap_or(f64::NAN);
     println!("\n{} ({}), {} client(s)", o.title, o.workload, o.clients);
-    for (name, m) in &o.medians {
+    for (((name, m), (_, cpu)), (_, server)) in o.medians.iter().zip(&o.cpu).zip(&o.server) {
         println!(
-            "  {name:<44} {m:>12.1} us/op   {:>6.2}x {}",
+            "  {name:<44} {m:>12.1} us/op   {:>6.2}x   cpu: client {cpu:>8.1} server {server:>8.1} {}",
             m / base,
             if *name == o.baseline {
                 "(baseline)"

@@ -62,6 +62,7 @@ use tracing::Instrument;
 
 pub use copy::COPY_CHUNK_ROWS;
 pub use read::{Page, ScopedSelect};
+pub(crate) use read::{count_of, count_query};
 pub use shape::{ScopedCursor, ScopedSelector};
 
 use crate::error::{Context, Operation};

@@ -2,12 +2,12 @@
 
 use flakeguard_entity::tenancy::TenantOwned;
 use sea_orm::{
-    Condition, ConnectionTrait, DbBackend, EntityTrait, IntoSimpleExpr, JoinType, Order,
-    PaginatorTrait, PrimaryKeyTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait,
-    Related, Select, Statement,
+    Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, IntoSimpleExpr,
+    JoinType, Order, PaginatorTrait, PrimaryKeyTrait, QueryFilter, QueryOrder, QueryResult,
+    QuerySelect, QueryTrait, Related, Select, Statement,
 };
 
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Asterisk, Expr, ExprTrait, Query, SelectStatement};
 
 use super::TenantScope;
 use super::guard::table_of;
@@ -25,10 +25,21 @@ impl TenantScope {
         query: &impl QueryTrait,
         raw: Option<&str>,
     ) -> Result<Statement> {
+        self.verified_with(ctx, raw, || query.build(DbBackend::Postgres))
+    }
+
+    /// [`TenantScope::verified`] of the statement `build` renders (built only when `raw` is
+    /// `None`).
+    pub(crate) fn verified_with(
+        &self,
+        ctx: &crate::error::Context,
+        raw: Option<&str>,
+        build: impl FnOnce() -> Statement,
+    ) -> Result<Statement> {
         if let Some(reason) = raw {
             return Err(super::shape::refusal(ctx, reason));
         }
-        let stmt = query.build(DbBackend::Postgres);
+        let stmt = build();
         crate::lock::verify(&stmt, crate::lock::Mode::Tenant(self.org.as_str()))
             .map_err(|reason| super::shape::refusal(ctx, &reason))?;
         Ok(stmt)
@@ -149,6 +160,28 @@ impl TenantScope {
         self.statement(&ctx, &[], &[], trace::len, |tx| tx.query_all_raw(stmt))
             .await
     }
+}
+
+/// The statement SeaORM's `PaginatorTrait::count` sends for `select`: `SELECT COUNT(*) AS
+/// "num_items" FROM (<select without its ORDER BY>) AS "sub_query"`. Built by the crate so that
+/// it is rendered once, and the Rust lock checks the very text that is sent.
+pub(crate) fn count_query<E: EntityTrait>(select: &Select<E>) -> SelectStatement {
+    Query::select()
+        .expr_as(Expr::col(Asterisk).count(), "num_items")
+        .from_subquery(
+            select.as_query().clone().clear_order_by().to_owned(),
+            "sub_query",
+        )
+        .to_owned()
+}
+
+/// Runs a statement of [`count_query`] on `conn`; its count.
+pub(crate) async fn count_of<C: ConnectionTrait>(conn: &C, stmt: Statement) -> Result<u64, DbErr> {
+    let Some(row) = conn.query_one_raw(stmt).await? else {
+        return Ok(0);
+    };
+    let n: i64 = row.try_get("", "num_items")?;
+    u64::try_from(n).map_err(|_| DbErr::Type(format!("a count of {n} rows")))
 }
 
 /// A query over one tenant's rows of `E`, from [`TenantScope::find`].
@@ -278,7 +311,7 @@ where
             .verified(&ctx, &self.select, self.refused.as_deref())?;
         self.scope
             .statement(&ctx, &[], &[], trace::len, |tx| {
-                Box::pin(E::find().from_raw_sql(stmt).all(tx.rows_by_name()))
+                Box::pin(E::Model::find_by_statement(stmt).all(tx.rows_by_name()))
             })
             .await
     }
@@ -292,7 +325,7 @@ where
             .verified(&ctx, &self.select.limit(1), refused.as_deref())?;
         self.scope
             .statement(&ctx, &[], &[], trace::some, |tx| {
-                Box::pin(E::find().from_raw_sql(stmt).one(tx.rows_by_name()))
+                Box::pin(E::Model::find_by_statement(stmt).one(tx.rows_by_name()))
             })
             .await
     }
@@ -300,12 +333,14 @@ where
     /// Counts the rows.
     pub async fn count(self) -> Result<u64> {
         let ctx = self.scope.ctx_for::<E>(Operation::Count);
-        self.scope
-            .verified(&ctx, &self.select, self.refused.as_deref())?;
-        let select = self.select;
+        let stmt = self
+            .scope
+            .verified_with(&ctx, self.refused.as_deref(), || {
+                DbBackend::Postgres.build(&count_query(&self.select))
+            })?;
         self.scope
             .statement(&ctx, &[], &[], trace::count, |tx| {
-                Box::pin(select.count(tx.rows_by_name()))
+                Box::pin(count_of(tx.rows_by_name(), stmt))
             })
             .await
     }
