@@ -162,7 +162,10 @@ impl Pool {
                 by_name: AtomicBool::new(false),
             });
         }
-        self.begin_on_sqlx(begin).await
+        // Boxed: sqlx's acquire and BEGIN make a future of about 9 KB, which would otherwise
+        // sit inside every operation's future (pipelined ones too) and be copied each time
+        // one is moved, several times an operation.
+        Box::pin(self.begin_on_sqlx(begin)).await
     }
 
     /// [`Pool::begin`] on sqlx whatever the pool, for a transaction that pipelining would not
