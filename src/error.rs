@@ -310,6 +310,19 @@ pub enum Error {
         searched: Vec<PathBuf>,
     },
 
+    /// The Citus extension, needed for a throwaway Citus cluster, is not installed for the
+    /// PostgreSQL binaries that were found.
+    #[cfg(feature = "testing")]
+    #[error(
+        "Citus is not installed for this PostgreSQL ({searched} does not exist); build and \
+         install Citus for it (README, \"Scaling out\") to run the Citus tests",
+        searched = searched.display()
+    )]
+    CitusNotFound {
+        /// Where the Citus library was looked for.
+        searched: PathBuf,
+    },
+
     /// A throwaway PostgreSQL server could not be started.
     #[cfg(feature = "testing")]
     #[error("throwaway PostgreSQL server: {message}")]
@@ -399,7 +412,9 @@ impl Error {
             Error::Migration(_) => "migration",
             Error::Database { .. } => "database",
             #[cfg(feature = "testing")]
-            Error::PostgresNotFound { .. } | Error::TestServer { .. } => "test_server",
+            Error::PostgresNotFound { .. }
+            | Error::CitusNotFound { .. }
+            | Error::TestServer { .. } => "test_server",
             Error::Config(_) => "config",
         }
     }

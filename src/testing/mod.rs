@@ -6,7 +6,9 @@
 //!   how its binaries are found;
 //! - `supervisor.rs`: the process that owns a throwaway server and removes it when the test
 //!   process exits;
-//! - `trips.rs`: [`TripCounter`], a proxy that counts round trips.
+//! - `trips.rs`: [`TripCounter`], a proxy that counts round trips;
+//! - `citus.rs`: [`CitusDatabase`], a fresh database on a throwaway Citus cluster (a
+//!   coordinator and two workers), for where Citus is installed.
 //!
 //! [`TestDatabase::new`] gives a fresh, fully migrated database and its URL; the database is
 //! removed when the value is dropped.
@@ -47,6 +49,7 @@
 //! carries the one command the supervisor knows, `restart`, which it acknowledges on its
 //! standard output.
 
+mod citus;
 mod database;
 mod server;
 mod supervisor;
@@ -56,6 +59,7 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::sync::Mutex;
 
+pub use citus::{CITUS_WORKERS, CitusDatabase, citus_library};
 pub use database::TestDatabase;
 pub use trips::TripCounter;
 

@@ -32,16 +32,19 @@ pub(crate) struct SupervisorPipes {
 /// stop the server and remove the directory. The one command is `restart`: stop postgres (fast
 /// shutdown, which ends with a checkpoint) and start it again on the same port and data
 /// directory, then print `restarted PID`. Arguments: $1 directory, $2 bin dir, $3 port, $4
-/// "root" if the server must run as the postgres OS user.
+/// "root" if the server must run as the postgres OS user, $5 more server options (`-c name=value`
+/// words, none holding a space).
 ///
 /// SIGPIPE is ignored so that an acknowledgement written after this process died cannot kill
 /// the supervisor before it has cleaned up.
 const SUPERVISOR_SCRIPT: &str = r#"
-dir=$1; bin=$2; port=$3; as=
+dir=$1; bin=$2; port=$3; extra=$5; as=
 trap '' PIPE
 if [ "$4" = root ]; then
   chown -R postgres: "$dir"
-  as="setpriv --reuid=postgres --regid=postgres --init-groups --"
+  # HOME stays root's otherwise: libpq inside the server (Citus's connections between nodes)
+  # would look for client certificates in a directory it may not read.
+  as="setpriv --reuid=postgres --regid=postgres --init-groups -- env HOME=$dir"
 fi
 if ! $as "$bin/initdb" -D "$dir/data" -U postgres -A trust -N -E UTF8 --locale=C >"$dir/initdb.log" 2>&1; then
   echo "failed: initdb: $(tail -n 20 "$dir/initdb.log" | tr '\n' ' ')"
@@ -51,7 +54,7 @@ fi
 start() {
   $as "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" -c listen_addresses=127.0.0.1 \
     -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
-    >>"$dir/server.log" 2>&1 &
+    $extra >>"$dir/server.log" 2>&1 &
   pid=$!
 }
 start
@@ -76,6 +79,12 @@ rm -rf "$dir"
 
 impl Supervisor {
     pub(crate) fn start() -> Result<Supervisor> {
+        Self::start_with(&[])
+    }
+
+    /// [`Supervisor::start`] with more server settings (`name=value`, no spaces).
+    pub(crate) fn start_with(settings: &[&str]) -> Result<Supervisor> {
+        let extra: Vec<String> = settings.iter().map(|s| format!("-c {s}")).collect();
         let bin = find_binaries()?;
         let root = running_as_root();
         if root && !user_exists("postgres") {
@@ -101,6 +110,7 @@ impl Supervisor {
             .arg(&bin)
             .arg(port.to_string())
             .arg(if root { "root" } else { "user" })
+            .arg(extra.join(" "))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
