@@ -4,10 +4,15 @@
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use flakeguard_db::OrgId;
 use flakeguard_db::entity::fg_test_case;
-use flakeguard_db::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use flakeguard_db::migration::distribute::distribute;
+use flakeguard_db::migration::runner::MigrateError;
+use flakeguard_db::sea_orm::{ConnectionTrait, Database, DbBackend, Set, Statement};
 use flakeguard_db::testing::{APP_ROLE, CITUS_WORKERS, CitusDatabase};
+use support::checks::{all_typed_violations, everything};
 
 async fn scalar(db: &impl ConnectionTrait, sql: &str) -> String {
     let row = db
@@ -83,4 +88,282 @@ async fn a_test_cluster_has_a_coordinator_and_two_workers_with_citus_and_the_rol
             .is_none(),
         "another tenant's row is not found"
     );
+}
+
+/// Runs `sql` as given (one simple query).
+async fn exec(db: &impl ConnectionTrait, sql: &str) {
+    db.execute_unprepared(sql).await.unwrap();
+}
+
+/// Table -> (partition method, replication model, co-location group) of `db`'s Citus tables.
+async fn layout(admin: &impl ConnectionTrait) -> BTreeMap<String, (String, String, i64)> {
+    let rows = admin
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT c.relname AS t, p.partmethod::text AS m, p.repmodel::text AS r, \
+                    p.colocationid::int8 AS g \
+             FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                r.try_get("", "t").unwrap(),
+                (
+                    r.try_get("", "m").unwrap(),
+                    r.try_get("", "r").unwrap(),
+                    r.try_get("", "g").unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The port of the worker that holds `org`'s shard of FGTestCase.
+async fn worker_of(admin: &impl ConnectionTrait, org: &OrgId) -> String {
+    scalar(
+        admin,
+        &format!(
+            "SELECT nodeport FROM pg_dist_shard_placement WHERE shardid = \
+             get_shard_id_for_distribution_column('\"FGTestCase\"', '{org}')"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn distribute_shards_the_tenant_tables_by_org_keeps_every_row_and_both_locks_hold() {
+    let Some(db) = CitusDatabase::new_or_skip("distribute").await.unwrap() else {
+        return;
+    };
+    let admin = db.connect().await.unwrap();
+    let app_url = db.app_url().await.unwrap();
+    let app = Database::connect(flakeguard_db::connect_options(&app_url))
+        .await
+        .unwrap();
+    let mut tenants = Vec::new();
+    for (i, org) in ["org-a", "org-b", "org-c", "org-d"].iter().enumerate() {
+        tenants.push(support::tenants::seed(&app, &OrgId::new(*org).unwrap(), i as i64 + 1).await);
+    }
+    app.close().await.unwrap();
+    let before = everything(&admin).await;
+
+    let done = distribute(&admin).await.unwrap();
+    assert!(!done.nothing_to_do());
+    for action in &done.actions {
+        println!("  {action}");
+    }
+
+    // Every table with a NOT NULL "orgId" is hash-distributed, all in one co-location group;
+    // the others are reference tables.
+    let layout = layout(&admin).await;
+    let reference = ["User", "IngestionJob", "Organization", "Task"];
+    let mut groups = BTreeSet::new();
+    for (table, _) in support::tenants::SCOPED_TABLES.iter() {
+        let (method, model, group) = layout.get(*table).unwrap_or_else(|| panic!("{table}"));
+        if reference.contains(table) {
+            assert_eq!((method.as_str(), model.as_str()), ("n", "t"), "{table}");
+        } else {
+            assert_eq!(method, "h", "{table} is distributed");
+            groups.insert(*group);
+        }
+    }
+    for table in reference {
+        assert_eq!(layout[table].1, "t", "{table} is a reference table");
+    }
+    assert_eq!(groups.len(), 1, "one co-location group: {layout:?}");
+    assert_eq!(layout.len(), 27, "every table of the schema: {layout:?}");
+
+    // Nothing was lost.
+    assert_eq!(everything(&admin).await, before);
+
+    // The tenants' shards are on both workers, so that what follows crosses both.
+    let mut ports = BTreeSet::new();
+    for t in &tenants {
+        ports.insert(worker_of(&admin, &t.org).await);
+    }
+    assert_eq!(ports.len(), CITUS_WORKERS, "the tenants' shards: {ports:?}");
+
+    // A second run does nothing.
+    assert!(distribute(&admin).await.unwrap().nothing_to_do());
+
+    // Both locks on the cluster, through the coordinator: the application role (row-level
+    // security on the workers, reached by SET LOCAL) and the superuser (the Rust lock alone).
+    // The pool is opened after `distribute`: citus.propagate_set_commands applies to new
+    // sessions.
+    let app = Database::connect(flakeguard_db::connect_options(&app_url))
+        .await
+        .unwrap();
+    for pair in tenants.chunks(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let v = all_typed_violations(&app, a, b).await;
+        assert!(v.is_empty(), "application role: {v:#?}");
+        let v = all_typed_violations(&admin, a, b).await;
+        assert!(v.is_empty(), "superuser (the Rust lock alone): {v:#?}");
+    }
+    assert_eq!(
+        everything(&admin).await,
+        before,
+        "the checks changed nothing"
+    );
+
+    // Row-level security alone, on every worker: raw SQL without a tenant predicate sees
+    // exactly the tenant's rows, because SET LOCAL reached the workers; set_config does not
+    // reach them, and the workers then see no tenant and return nothing.
+    for t in &tenants {
+        let scope = flakeguard_db::TenantScope::new(app.clone(), t.org.clone());
+        let rows = scope
+            .query_raw(Statement::from_string(
+                DbBackend::Postgres,
+                r#"SELECT "orgId" FROM "FGOccurrence""#,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), t.rows["FGOccurrence"].len(), "{}", t.org);
+        for row in rows {
+            assert_eq!(row.try_get::<String>("", "orgId").unwrap(), t.org.as_str());
+        }
+    }
+    let via_set_config = flakeguard_db::sea_orm::TransactionTrait::begin(&app)
+        .await
+        .unwrap();
+    exec(
+        &via_set_config,
+        &format!(
+            "SELECT set_config('app.current_tenant_id', '{}', true)",
+            tenants[0].org
+        ),
+    )
+    .await;
+    let n = scalar(&via_set_config, r#"SELECT count(*) FROM "FGOccurrence""#).await;
+    assert_eq!(n, "0", "set_config does not reach the workers");
+    via_set_config.rollback().await.unwrap();
+
+    // Writes: a row inserted through a scope lands on its tenant's shard, seen by that tenant
+    // only.
+    let (a, b) = (&tenants[0], &tenants[1]);
+    let scope_a = flakeguard_db::TenantScope::new(app.clone(), a.org.clone());
+    let repo = a.key("FGRepository").to_owned();
+    let case = scope_a
+        .insert(fg_test_case::ActiveModel {
+            repo_id: Set(repo),
+            suite: Set("citus".into()),
+            class_name: Set(Some("Cluster".into())),
+            name: Set("lands on its shard".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(case.org_id, a.org.as_str());
+    let scope_b = flakeguard_db::TenantScope::new(app.clone(), b.org.clone());
+    assert!(
+        scope_b
+            .find_by_id::<fg_test_case::Entity, _>(case.id.clone())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let shard_port = worker_of(&admin, &a.org).await;
+    let worker = Database::connect(
+        db.worker_urls()
+            .into_iter()
+            .find(|u| u.contains(&format!(":{shard_port}/")))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let on_worker = scalar(
+        &worker,
+        &format!(
+            "SELECT count(*) FROM \"FGTestCase\" WHERE id = '{}'",
+            case.id
+        ),
+    )
+    .await;
+    assert_eq!(
+        on_worker, "1",
+        "the row is on the worker of its tenant's shard"
+    );
+    worker.close().await.unwrap();
+
+    // `down` and its kin refuse, changing nothing.
+    for result in [
+        flakeguard_db::migration::runner::down(&admin, None).await,
+        flakeguard_db::migration::runner::reset(&admin).await,
+        flakeguard_db::migration::runner::refresh(&admin).await,
+    ] {
+        let err = result.unwrap_err();
+        assert!(matches!(err, MigrateError::Distributed(_)), "{err}");
+    }
+    assert_eq!(
+        scalar(&admin, "SELECT count(*) FROM seaql_migrations").await,
+        "9"
+    );
+}
+
+#[tokio::test]
+async fn distribute_refuses_without_citus_and_changes_nothing() {
+    let db = flakeguard_db::testing::TestDatabase::new().await.unwrap();
+    let admin = db.connect().await.unwrap();
+    let before = support::read_catalog(&admin).await;
+    let err = distribute(&admin).await.unwrap_err();
+    assert!(matches!(err, MigrateError::NotCitus(_)), "{err}");
+    assert!(
+        err.to_string().contains("citus extension is not installed"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    assert_eq!(support::read_catalog(&admin).await, before);
+}
+
+#[tokio::test]
+async fn distribute_interrupted_part_way_resumes_when_run_again() {
+    let Some(db) = CitusDatabase::new_or_skip("distribute, interrupted")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let admin = db.connect().await.unwrap();
+    let app = Database::connect(flakeguard_db::connect_options(&db.app_url().await.unwrap()))
+        .await
+        .unwrap();
+    support::tenants::seed(&app, &OrgId::new("org-a").unwrap(), 1).await;
+    app.close().await.unwrap();
+    let before = everything(&admin).await;
+    // Citus refuses to distribute a table with a trigger of its own: the run stops there,
+    // after the keys and some tables are done.
+    exec(
+        &admin,
+        r#"CREATE FUNCTION fg_test_noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+           CREATE TRIGGER fg_test_noop BEFORE INSERT ON "FGOccurrence" FOR EACH ROW EXECUTE FUNCTION fg_test_noop()"#,
+    )
+    .await;
+    let err = distribute(&admin).await.unwrap_err();
+    let MigrateError::Distribute { step, partly, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(*partly, "{err}");
+    assert!(step.contains("FGOccurrence"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("run `flakeguard-migration distribute` again"),
+        "{err}"
+    );
+    let partial = layout(&admin).await;
+    assert_eq!(partial["User"].1, "t", "{partial:?}");
+    assert_ne!(partial["FGOccurrence"].0, "h", "{partial:?}");
+    assert_eq!(everything(&admin).await, before, "nothing lost part-way");
+
+    exec(&admin, r#"DROP TRIGGER fg_test_noop ON "FGOccurrence""#).await;
+    let done = distribute(&admin).await.unwrap();
+    assert!(
+        done.actions.iter().any(|a| a.contains("FGOccurrence")),
+        "{:?}",
+        done.actions
+    );
+    assert_eq!(layout(&admin).await.len(), 27);
+    assert_eq!(everything(&admin).await, before);
+    assert!(distribute(&admin).await.unwrap().nothing_to_do());
 }

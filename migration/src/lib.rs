@@ -38,7 +38,8 @@
 //! PostgreSQL. Apply them through [`runner`] (or the binary), which holds an advisory lock so that
 //! two migrators started at once run one after the other, and names the step that failed;
 //! [`validate`] proves a live database holds the schema and adopts one built by another tool;
-//! [`catalog`] is the snapshot both compare.
+//! [`catalog`] is the snapshot both compare; [`distribute`] turns the migrated schema on a
+//! Citus coordinator into the distributed one.
 //!
 //! A step that has been released is never edited: a new change to the schema is a new module,
 //! named `mYYYYMMDD_HHMMSS_name`, appended to [`Migrator::migrations`].
@@ -79,6 +80,7 @@ macro_rules! sql_step {
 }
 
 pub mod catalog;
+pub mod distribute;
 pub mod runner;
 pub mod validate;
 

@@ -12,6 +12,9 @@
 //!   each problem
 //! - `adopt`: record the steps of a database built by another tool from the same schema, after
 //!   checking it; touches no data
+//! - `distribute`: on a Citus coordinator, after `up`, distribute the tenant tables by "orgId"
+//!   and make the others reference tables; resumes where a failed run stopped, and does
+//!   nothing (saying so) when the database is already distributed
 //!
 //! Every command that changes the schema holds a PostgreSQL advisory lock, so two migrators
 //! started at once run one after the other. Run it as the database owner or a superuser, never
@@ -20,6 +23,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use flakeguard_migration::distribute;
 use flakeguard_migration::runner::{self, MigrateError};
 use flakeguard_migration::validate::{self, Adoption};
 use flakeguard_migration::{Migrator, MigratorTrait};
@@ -65,6 +69,8 @@ enum Command {
     Validate,
     /// Record the history of a database that already holds the schema, after checking it.
     Adopt,
+    /// On a Citus coordinator: distribute the schema (tenant tables by "orgId").
+    Distribute,
 }
 
 #[tokio::main]
@@ -135,6 +141,15 @@ async fn run(db: &DatabaseConnection, command: Command) -> Result<ExitCode, Migr
             println!("the database is valid; checked:");
             for (what, n) in &report.checked {
                 println!("  {n:>5} {what}");
+            }
+        }
+        Command::Distribute => {
+            let done = distribute::distribute(db).await?;
+            if done.nothing_to_do() {
+                println!("nothing to do: the database is already distributed");
+            }
+            for action in &done.actions {
+                println!("{action}");
             }
         }
         Command::Adopt => match validate::adopt(db).await? {

@@ -42,12 +42,55 @@ pub enum MigrateError {
         #[source]
         source: DbErr,
     },
+    /// `distribute` cannot run here (no Citus, not the coordinator, no worker, steps pending,
+    /// a schema it does not know); nothing was changed.
+    #[error("cannot distribute: {0}; nothing was changed")]
+    NotCitus(String),
+    /// A step of `distribute` failed: before any table was distributed (`partly` false), the
+    /// database is as it was; after (`partly` true), it is partly distributed, and running
+    /// `distribute` again, once the cause is fixed, resumes.
+    #[error("distribute failed to {step}: {source}; {}", if *.partly {
+        "the database is partly distributed: run `flakeguard-migration distribute` again to \
+         resume once the cause is fixed"
+    } else {
+        "nothing was changed"
+    })]
+    Distribute {
+        /// What the command was doing.
+        step: String,
+        /// The database's error.
+        #[source]
+        source: DbErr,
+        /// Whether the database was left partly distributed.
+        partly: bool,
+    },
+    /// The command does not apply to a database distributed on Citus.
+    #[error("{0}")]
+    Distributed(String),
 }
 
 impl MigrateError {
     fn db(operation: &'static str) -> impl FnOnce(DbErr) -> MigrateError {
         move |source| MigrateError::Database { operation, source }
     }
+
+    /// [`MigrateError::Database`] for `operation`, as a function usable any number of times.
+    pub(crate) fn db_at(operation: &'static str) -> impl Fn(DbErr) -> MigrateError + Copy {
+        move |source| MigrateError::Database { operation, source }
+    }
+}
+
+/// Refuses `command` on a database distributed on Citus: its steps' `down` would alter the
+/// distribution column and the keys Citus depends on.
+async fn refuse_if_distributed(db: &DatabaseConnection, command: &str) -> Result<(), MigrateError> {
+    if crate::distribute::is_distributed(db).await? {
+        return Err(MigrateError::Distributed(format!(
+            "`{command}` does not apply to a database distributed on Citus: rolling steps back \
+             would alter the distribution column and the keys Citus depends on; nothing was \
+             changed. To start over, drop the database (or use `fresh`, which drops every table)"
+        )));
+    }
+    Ok(())
 }
 
 impl From<MigrateError> for DbErr {
@@ -134,6 +177,7 @@ pub async fn down(
     db: &DatabaseConnection,
     steps: Option<u32>,
 ) -> Result<Vec<String>, MigrateError> {
+    refuse_if_distributed(db, "down").await?;
     let lock = MigrationLock::acquire(db).await?;
     let result = down_locked(db, steps.unwrap_or(1)).await;
     lock.release().await;
@@ -161,6 +205,7 @@ async fn down_locked(db: &DatabaseConnection, steps: u32) -> Result<Vec<String>,
 
 /// Rolls back every applied step, under the lock.
 pub async fn reset(db: &DatabaseConnection) -> Result<Vec<String>, MigrateError> {
+    refuse_if_distributed(db, "reset").await?;
     let lock = MigrationLock::acquire(db).await?;
     let result = down_locked(db, u32::MAX).await;
     lock.release().await;
@@ -169,6 +214,7 @@ pub async fn reset(db: &DatabaseConnection) -> Result<Vec<String>, MigrateError>
 
 /// Rolls back every applied step, then applies them all, under the lock.
 pub async fn refresh(db: &DatabaseConnection) -> Result<Vec<String>, MigrateError> {
+    refuse_if_distributed(db, "refresh").await?;
     let lock = MigrationLock::acquire(db).await?;
     let result = match down_locked(db, u32::MAX).await {
         Ok(_) => up_locked(db, None).await,

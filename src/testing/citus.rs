@@ -65,6 +65,10 @@ struct Cluster {
 
 static CLUSTER: OnceCell<Arc<Cluster>> = OnceCell::const_new();
 
+/// Serializes making and dropping databases on the cluster: Citus's node registration of two
+/// databases made at once can fail on the workers' connections.
+static CHANGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn cluster() -> Result<Arc<Cluster>> {
     CLUSTER
         .get_or_try_init(|| async {
@@ -180,6 +184,7 @@ impl CitusDatabase {
     }
 
     async fn create(&self) -> Result<()> {
+        let _one_at_a_time = CHANGES.lock().await;
         let q = quote_ident(&self.name);
         for node in &self.cluster.nodes {
             node.admin(&format!("CREATE DATABASE {q}")).await?;
@@ -262,13 +267,20 @@ impl Drop for CitusDatabase {
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             quote_ident(&self.name)
         );
-        for node in &self.cluster.nodes {
-            if let Err(e) = node.admin_blocking(&sql) {
-                eprintln!(
-                    "flakeguard-db: could not drop Citus database {}: {e}",
-                    self.name
-                );
-            }
-        }
+        // On a thread of its own: a `Drop` may run inside the runtime, where waiting for the
+        // lock would block it.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _one_at_a_time = CHANGES.blocking_lock();
+                for node in &self.cluster.nodes {
+                    if let Err(e) = node.admin_blocking(&sql) {
+                        eprintln!(
+                            "flakeguard-db: could not drop Citus database {}: {e}",
+                            self.name
+                        );
+                    }
+                }
+            });
+        });
     }
 }
