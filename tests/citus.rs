@@ -367,3 +367,174 @@ async fn distribute_interrupted_part_way_resumes_when_run_again() {
     assert_eq!(everything(&admin).await, before);
     assert!(distribute(&admin).await.unwrap().nothing_to_do());
 }
+
+/// The number of tasks (shards) Citus's plan of `stmt` runs.
+async fn task_count(admin: &impl ConnectionTrait, stmt: &Statement) -> usize {
+    let explain = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!("EXPLAIN {}", stmt.sql),
+        stmt.values.clone().map(|v| v.0).unwrap_or_default(),
+    );
+    let rows = admin.query_all_raw(explain).await.unwrap();
+    let plan: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String>("", "QUERY PLAN").unwrap())
+        .collect();
+    plan.iter()
+        .find_map(|l| l.trim().strip_prefix("Task Count: "))
+        .unwrap_or_else(|| panic!("no Task Count in {plan:#?}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_scope_operation_runs_on_one_shard() {
+    use flakeguard_db::entity::fg_occurrence;
+    use flakeguard_db::sea_orm::ColumnTrait;
+
+    let Some(db) = CitusDatabase::new_or_skip("single-shard routing")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let admin = db.connect().await.unwrap();
+    let app_url = db.app_url().await.unwrap();
+    let seeding = Database::connect(flakeguard_db::connect_options(&app_url))
+        .await
+        .unwrap();
+    let a = support::tenants::seed(&seeding, &OrgId::new("org-a").unwrap(), 1).await;
+    support::tenants::seed(&seeding, &OrgId::new("org-b").unwrap(), 2).await;
+    seeding.close().await.unwrap();
+    distribute(&admin).await.unwrap();
+
+    // Every statement that would run on more than one shard fails on this pool: Citus raises
+    // an error instead of fanning out.
+    let url = format!("{app_url}?options=-c%20citus.multi_task_query_log_level%3Derror");
+    let app = flakeguard_db::connect(&url).await.unwrap();
+    let fan_out = app
+        .scope(a.org.clone())
+        .query_raw(Statement::from_string(
+            DbBackend::Postgres,
+            r#"SELECT count(*) AS n FROM "FGTestCase""#,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        fan_out.to_string().contains("multi-task query"),
+        "raw SQL without the tenant predicate fans out, and this pool refuses that: {fan_out}"
+    );
+
+    let s = app.scope(a.org.clone());
+    let repo = a.key("FGRepository").to_owned();
+    let run = a.key("FGWorkflowRun").to_owned();
+    let test = a.key("FGTestCase").to_owned();
+
+    // Reads: the statements the scope builds, explained, touch one shard; run, they succeed.
+    let filtered = s
+        .find::<fg_occurrence::Entity>()
+        .filter(fg_occurrence::Column::Status.ne("skipped"))
+        .inner_join::<fg_test_case::Entity>()
+        .filter(fg_test_case::Column::RepoId.eq(&repo));
+    assert_eq!(task_count(&admin, &filtered.statement().unwrap()).await, 1);
+    filtered.all().await.unwrap();
+    let listed = s
+        .find::<fg_test_case::Entity>()
+        .filter(fg_test_case::Column::RepoId.eq(&repo));
+    assert_eq!(task_count(&admin, &listed.statement().unwrap()).await, 1);
+    s.find::<fg_occurrence::Entity>()
+        .all_with::<fg_test_case::Entity>()
+        .await
+        .unwrap();
+    assert!(
+        s.find_by_id::<fg_test_case::Entity, _>(test.clone())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(s.find::<fg_test_case::Entity>().count().await.unwrap() > 0);
+    s.find::<fg_test_case::Entity>().page(0, 10).await.unwrap();
+
+    // Writes.
+    let case = |name: &str| fg_test_case::ActiveModel {
+        repo_id: Set(repo.clone()),
+        suite: Set("routing".into()),
+        class_name: Set(Some("Shard".into())),
+        name: Set(name.to_owned()),
+        ..Default::default()
+    };
+    let one = s.insert(case("one")).await.unwrap();
+    assert_eq!(
+        s.insert_many([case("two"), case("three")]).await.unwrap(),
+        2
+    );
+    let mut changed: fg_test_case::ActiveModel = one.clone().into();
+    changed.file = Set(Some("src/shard.rs".into()));
+    s.update(changed).await.unwrap();
+    let values = fg_test_case::ActiveModel {
+        file: Set(Some("src/many.rs".into())),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.update_many(values, fg_test_case::Column::Suite.eq("routing"))
+            .await
+            .unwrap(),
+        3
+    );
+    s.upsert(
+        case("one"),
+        [
+            fg_test_case::Column::OrgId,
+            fg_test_case::Column::RepoId,
+            fg_test_case::Column::Suite,
+            fg_test_case::Column::ClassName,
+            fg_test_case::Column::Name,
+        ],
+    )
+    .await
+    .unwrap();
+    let occurrence = |test: &str| fg_occurrence::ActiveModel {
+        test_id: Set(test.to_owned()),
+        run_id: Set(run.clone()),
+        status: Set("passed".into()),
+        ..Default::default()
+    };
+    let routed: Vec<fg_test_case::Model> = s
+        .find::<fg_test_case::Entity>()
+        .filter(fg_test_case::Column::Suite.eq("routing"))
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(
+        s.insert_many_copy(routed.iter().map(|c| occurrence(&c.id)))
+            .await
+            .unwrap(),
+        3,
+        "the COPY path"
+    );
+    assert_eq!(
+        s.delete_many::<fg_occurrence::Entity>(
+            fg_occurrence::Column::TestId.is_in(routed.iter().map(|c| c.id.clone()))
+        )
+        .await
+        .unwrap(),
+        3
+    );
+    s.delete::<fg_test_case::Entity, _>(one.id.clone())
+        .await
+        .unwrap();
+
+    // A transaction of several statements.
+    let row = case("in a transaction");
+    s.transaction(|tx| {
+        Box::pin(async move {
+            let n = tx.find::<fg_test_case::Entity>().count().await?;
+            let case = tx.insert(row).await?;
+            tx.find_by_id::<fg_test_case::Entity, _>(case.id).await?;
+            assert_eq!(tx.find::<fg_test_case::Entity>().count().await?, n + 1);
+            Ok::<_, flakeguard_db::Error>(())
+        })
+    })
+    .await
+    .unwrap();
+}

@@ -31,6 +31,12 @@
 //! The first chunk is prepared before anything is sent, so a batch that fits in one chunk and
 //! is refused in Rust never opens a transaction.
 //!
+//! **On Citus** (the extension installed in the database, asked once per call) there is no
+//! staging table: Citus moves an `INSERT ... SELECT` from a local table into a distributed one
+//! with `COPY` to the shards, which the workers refuse under row-level security. The chunks go
+//! as multi-row `INSERT`s instead (what `insert_many` sends), each routed to the tenant's shard,
+//! with the same preparation, checks, chunks and atomicity.
+//!
 //! Why not always: for 10,000 `FGOccurrence` rows this path was measurably faster than
 //! `insert_many` (see BENCHMARKS.md), but it creates and drops a temporary table per call,
 //! which costs a few catalog writes and is not worth it for a handful of rows.
@@ -134,6 +140,26 @@ impl TenantScope {
                 return Ok(0);
             };
             let unit = self.atomic_unit(&ctx).await?;
+            if unit.check(&ctx, on_citus(unit.conn()).await)? {
+                // Citus moves an INSERT ... SELECT from a local table into the shards with
+                // COPY, which the workers refuse under row-level security: there the chunks
+                // go as multi-row INSERTs, each routed to the tenant's shard.
+                let mut inserted = 0;
+                loop {
+                    let (rows, checks) = chunk;
+                    self.verify_fks(&unit, &ctx, &checks).await?;
+                    inserted += self.insert_prepared(&unit, &ctx, rows).await?;
+                    match chunks.next().await {
+                        Some(next) => match self.prepare_batch(&ctx, next)? {
+                            Some(next) => chunk = next,
+                            None => break,
+                        },
+                        None => break,
+                    }
+                }
+                unit.finish(self, &ctx).await?;
+                return Ok(inserted);
+            }
             let fresh_stage = format!(
                 "DROP TABLE IF EXISTS {STAGE}; \
                  CREATE TEMP TABLE {STAGE} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
@@ -174,6 +200,21 @@ impl TenantScope {
             Ok(inserted)
         })
         .await
+    }
+}
+
+/// Whether the database runs Citus (the extension is installed in it).
+async fn on_citus(conn: &crate::tx::Tx) -> std::result::Result<bool, sea_orm::DbErr> {
+    let row = conn
+        .rows_by_name()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS citus",
+        ))
+        .await?;
+    match row {
+        Some(row) => row.try_get("", "citus"),
+        None => Ok(false),
     }
 }
 

@@ -9,8 +9,9 @@ use sea_orm::{
     Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, QueryFilter, QueryTrait as _, Statement,
 };
 
+use super::unit::Unit;
 use super::{TenantRow, TenantScope};
-use crate::error::Operation;
+use crate::error::{Context, Operation};
 use crate::trace;
 use crate::{Error, Result};
 
@@ -82,6 +83,28 @@ impl TenantScope {
         let Some((rows, checks)) = self.prepare_batch(&ctx, rows)? else {
             return Ok(0);
         };
+        trace::operation(&ctx, trace::count, async {
+            let unit = self.atomic_unit(&ctx).await?;
+            self.verify_fks(&unit, &ctx, &checks).await?;
+            let inserted = self.insert_prepared(&unit, &ctx, rows).await?;
+            unit.finish(self, &ctx).await?;
+            Ok(inserted)
+        })
+        .await
+    }
+
+    /// Sends rows prepared by [`TenantScope::prepare_batch`] (their foreign keys checked) on
+    /// `unit` as multi-row `INSERT`s, grouped by the columns they set and within PostgreSQL's
+    /// limit of bind parameters; the rows inserted.
+    pub(crate) async fn insert_prepared<A>(
+        &self,
+        unit: &Unit<'_>,
+        ctx: &Context,
+        rows: Vec<A>,
+    ) -> Result<u64>
+    where
+        A: TenantRow,
+    {
         // Group rows by the set of columns they carry: InsertMany sends NULL, not DEFAULT, for a
         // column one row leaves unset while another sets it.
         let mut groups: BTreeMap<Vec<bool>, Vec<A>> = BTreeMap::new();
@@ -91,28 +114,22 @@ impl TenantScope {
                 .collect();
             groups.entry(shape).or_default().push(row);
         }
-        trace::operation(&ctx, trace::count, async {
-            let unit = self.atomic_unit(&ctx).await?;
-            self.verify_fks(&unit, &ctx, &checks).await?;
-            let mut inserted = 0;
-            for (shape, rows) in groups {
-                let width = shape.iter().filter(|set| **set).count().max(1);
-                let per_statement = (MAX_BIND_PARAMS / width).max(1);
-                let mut rows = rows.into_iter().peekable();
-                while rows.peek().is_some() {
-                    let chunk: Vec<A> = rows.by_ref().take(per_statement).collect();
-                    inserted += unit.check(
-                        &ctx,
-                        <A::Entity as EntityTrait>::insert_many(chunk)
-                            .exec_without_returning(unit.conn())
-                            .await,
-                    )?;
-                }
+        let mut inserted = 0;
+        for (shape, rows) in groups {
+            let width = shape.iter().filter(|set| **set).count().max(1);
+            let per_statement = (MAX_BIND_PARAMS / width).max(1);
+            let mut rows = rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let chunk: Vec<A> = rows.by_ref().take(per_statement).collect();
+                inserted += unit.check(
+                    ctx,
+                    <A::Entity as EntityTrait>::insert_many(chunk)
+                        .exec_without_returning(unit.conn())
+                        .await,
+                )?;
             }
-            unit.finish(self, &ctx).await?;
-            Ok(inserted)
-        })
-        .await
+        }
+        Ok(inserted)
     }
 
     /// Updates the columns that `row` sets, on this tenant's row with `row`'s primary key, and
