@@ -206,7 +206,7 @@ impl PipePool {
         Ok(Conn {
             client: Some(client),
             pool: Arc::clone(self),
-            queued: vec![begin.to_owned()],
+            queued: statements(begin),
             depth: 1,
             server_open: false,
             fresh: true,
@@ -521,7 +521,7 @@ impl Conn {
             return Err((self.failed(e, DbErr::Exec), Some(Operation::Commit)));
         }
         if ended && let Some(then) = end.and_then(|end| end.then) {
-            self.queued.push(then);
+            self.queued.extend(statements(&then));
             self.depth = 1;
         }
         Ok(out)
@@ -660,10 +660,18 @@ fn identity(opts: &sea_orm::sqlx::postgres::PgConnectOptions) -> String {
 
 /// Sends what is queued (nothing to send: done at once). The request leaves on the first poll.
 async fn send_queued(client: &Object, queued: &[String]) -> Result<(), tokio_postgres::Error> {
-    if queued.is_empty() {
-        return Ok(());
-    }
-    client.batch_execute(&queued.join("; ")).await
+    // One simple query each, polled together: they leave in one write, in order. (Citus's
+    // workers warn of "a transaction already in progress" for every transaction whose BEGIN and
+    // SET LOCAL come in one simple query.)
+    future::try_join_all(queued.iter().map(|sql| client.batch_execute(sql)))
+        .await
+        .map(|_| ())
+}
+
+/// The statements of the crate's own BEGIN SQL ([`crate::tx::tenant_begin_sql`]), which
+/// separates them with `"; "` and holds no such text inside one (a tenant id has no `;`).
+fn statements(sql: &str) -> Vec<String> {
+    sql.split("; ").map(str::to_owned).collect()
 }
 
 fn savepoint_sql(verb: &str, level: u32) -> String {

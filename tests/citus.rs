@@ -538,3 +538,119 @@ async fn every_scope_operation_runs_on_one_shard() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn deleting_a_parent_nulls_the_references_that_were_on_delete_set_null() {
+    use flakeguard_db::entity::{fg_job, fg_occurrence};
+    use flakeguard_db::sea_orm::ColumnTrait;
+
+    let Some(db) = CitusDatabase::new_or_skip("ON DELETE SET NULL on Citus")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let admin = db.connect().await.unwrap();
+    let app_url = db.app_url().await.unwrap();
+    let seeding = Database::connect(flakeguard_db::connect_options(&app_url))
+        .await
+        .unwrap();
+    let a = support::tenants::seed(&seeding, &OrgId::new("org-a").unwrap(), 1).await;
+    seeding.close().await.unwrap();
+    distribute(&admin).await.unwrap();
+    let app = flakeguard_db::connect(&app_url).await.unwrap();
+    let s = app.scope(a.org.clone());
+    let run = a.key("FGWorkflowRun").to_owned();
+
+    let job = |n: i64| fg_job::ActiveModel {
+        run_id: Set(run.clone()),
+        job_id: Set(format!("set-null-{n}")),
+        name: Set(format!("job {n}")),
+        status: Set("completed".into()),
+        ..Default::default()
+    };
+    let referencing =
+        |job: &fg_job::Model, case: &fg_test_case::Model| fg_occurrence::ActiveModel {
+            test_id: Set(case.id.clone()),
+            run_id: Set(run.clone()),
+            job_id: Set(Some(job.id.clone())),
+            status: Set("failed".into()),
+            ..Default::default()
+        };
+    let (one, two) = (
+        s.insert(job(1)).await.unwrap(),
+        s.insert(job(2)).await.unwrap(),
+    );
+    let extra = s
+        .insert(fg_test_case::ActiveModel {
+            repo_id: Set(a.key("FGRepository").to_owned()),
+            suite: Set("set-null".into()),
+            name: Set("second".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let first = s.insert(referencing(&one, &extra)).await.unwrap();
+    let second_case = s
+        .insert(fg_test_case::ActiveModel {
+            repo_id: Set(a.key("FGRepository").to_owned()),
+            suite: Set("set-null".into()),
+            name: Set("third".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let second = s.insert(referencing(&two, &second_case)).await.unwrap();
+
+    // Around the crate, the key is NO ACTION on Citus: the delete is refused, nothing dangles.
+    let raw = admin
+        .execute_unprepared(&format!(
+            r#"DELETE FROM "FGJob" WHERE "orgId" = '{}' AND id = '{}'"#,
+            a.org, one.id
+        ))
+        .await;
+    assert!(
+        raw.as_ref()
+            .is_err_and(|e| e.to_string().contains("foreign key")),
+        "{raw:?}"
+    );
+
+    // Through the scope, the references are nulled first, as the single server's key does.
+    s.delete::<fg_job::Entity, _>(one.id.clone()).await.unwrap();
+    let stored = s
+        .find_by_id::<fg_occurrence::Entity, _>(first.id.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.job_id, None,
+        "deleting the job nulled its occurrence's jobId"
+    );
+    assert_eq!(
+        s.delete_many::<fg_job::Entity>(fg_job::Column::Id.eq(&two.id))
+            .await
+            .unwrap(),
+        1
+    );
+    let stored = s
+        .find_by_id::<fg_occurrence::Entity, _>(second.id.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.job_id, None);
+    assert!(
+        s.find_by_id::<fg_job::Entity, _>(two.id.clone())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Deleting a job that is not there is NotFound, as for any table.
+    let missing = s
+        .delete::<fg_job::Entity, _>(one.id.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, flakeguard_db::Error::NotFound { .. }),
+        "{missing}"
+    );
+}

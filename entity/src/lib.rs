@@ -44,6 +44,8 @@ pub struct TableInfo {
     pub columns: fn() -> Vec<(&'static str, sea_orm::ColumnDef)>,
     /// The primary key's columns, in order.
     pub primary_key: fn() -> Vec<&'static str>,
+    /// The entity's relations, as SeaORM defines them (foreign keys with their actions).
+    pub relations: fn() -> Vec<sea_orm::RelationDef>,
 }
 
 impl TableInfo {
@@ -62,6 +64,12 @@ pub fn columns_of<E: sea_orm::EntityTrait>() -> Vec<(&'static str, sea_orm::Colu
 /// The one declaration of the schema's tables: each line names the entity module, the table
 /// and the prelude name. It declares the modules, the [`prelude`] and [`TABLES`], so that adding a
 /// table takes one line here (and its migration).
+/// The relations of entity `E`.
+pub fn relations_of<E: sea_orm::EntityTrait>() -> Vec<sea_orm::RelationDef> {
+    use sea_orm::{Iterable, RelationTrait};
+    E::Relation::iter().map(|r| r.def()).collect()
+}
+
 /// The primary key columns of entity `E`, in order.
 pub fn primary_key_of<E: sea_orm::EntityTrait>() -> Vec<&'static str> {
     use sea_orm::{IdenStatic, Iterable, PrimaryKeyToColumn};
@@ -88,6 +96,7 @@ macro_rules! tables {
                 row_filter: <$module::Entity as Tenancy>::row_filter,
                 columns: columns_of::<$module::Entity>,
                 primary_key: primary_key_of::<$module::Entity>,
+                relations: relations_of::<$module::Entity>,
             }),+
         ];
 

@@ -291,7 +291,7 @@ pub(crate) fn table_of(t: &sea_orm::sea_query::TableRef) -> Option<String> {
     }
 }
 
-fn single(identity: &sea_orm::Identity) -> Option<String> {
+pub(crate) fn single(identity: &sea_orm::Identity) -> Option<String> {
     match identity {
         sea_orm::Identity::Unary(iden) => Some(iden.to_string()),
         _ => None,

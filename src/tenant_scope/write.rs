@@ -2,13 +2,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use flakeguard_entity::TableInfo;
 use flakeguard_entity::tenancy::TenantOwned;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExecResult, IdenStatic,
-    Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, QueryFilter, QueryTrait as _, Statement,
+    ActiveModelTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, ExecResult,
+    ForeignKeyAction, IdenStatic, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, QueryFilter,
+    QueryTrait as _, Statement, sea_query::IntoValueTuple as _,
 };
 
+use super::guard::{single, table_of};
 use super::unit::Unit;
 use super::{TenantRow, TenantScope};
 use crate::error::{Context, Operation};
@@ -205,6 +208,10 @@ impl TenantScope {
 
     /// Deletes this tenant's row of `E` with primary key `id`; [`Error::NotFound`] when there is
     /// none (including another organization's row, which is left alone).
+    ///
+    /// Rows that reference it through a foreign key that the schema declares `ON DELETE SET
+    /// NULL` get that reference nulled first, in the same transaction (see
+    /// [`TenantScope::delete_many`]).
     pub async fn delete<E, K>(&self, id: K) -> Result<()>
     where
         E: TenantOwned,
@@ -212,6 +219,17 @@ impl TenantScope {
         K: Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
     {
         let ctx = self.ctx_for::<E>(Operation::Delete);
+        if !set_null_references(E::default().table_name()).is_empty() {
+            let mut by_id = Condition::all();
+            let key = <E::PrimaryKey as Iterable>::iter().map(PrimaryKeyToColumn::into_column);
+            for (col, value) in key.zip(id.into().into_value_tuple()) {
+                by_id = by_id.add(Expr::col((E::default(), col)).eq(value));
+            }
+            return match self.delete_filtered::<E>(&ctx, by_id).await? {
+                0 => Err(Error::NotFound { context: ctx }),
+                _ => Ok(()),
+            };
+        }
         let delete = E::delete_by_id(id).filter(E::tenant_condition(self.org.as_str()));
         self.statement(&ctx, &[], &[], trace::count, |tx| {
             Box::pin(async move {
@@ -227,6 +245,13 @@ impl TenantScope {
     }
 
     /// Deletes every row of this tenant's `E` that satisfies `filter`; returns how many.
+    ///
+    /// Where the schema declares a reference to `E` `ON DELETE SET NULL` (an occurrence's
+    /// `FGJob`, a check run's `WorkflowRun`, ...), the referencing rows get it nulled first, in
+    /// the same transaction, by an `UPDATE` of this tenant's rows: on a single server the
+    /// foreign key would do it too, but on Citus those keys are `NO ACTION` (Citus refuses
+    /// `SET NULL` on a key that includes the distribution column), and without it the delete
+    /// would be refused (README, "Scaling out").
     pub async fn delete_many<E>(&self, filter: impl Into<Condition>) -> Result<u64>
     where
         E: TenantOwned,
@@ -234,10 +259,65 @@ impl TenantScope {
     {
         let ctx = self.ctx_for::<E>(Operation::DeleteMany);
         let filter: Condition = filter.into();
+        if !set_null_references(E::default().table_name()).is_empty() {
+            return self.delete_filtered::<E>(&ctx, filter).await;
+        }
         let delete = E::delete_many()
             .filter(E::tenant_condition(self.org.as_str()))
             .filter(filter.clone());
         self.execute_checked(&ctx, &[], &delete, filter).await
+    }
+
+    /// The delete of `filter`'s rows of `E` with its references nulled first (see
+    /// [`TenantScope::delete_many`]): one transaction (a savepoint inside one), every statement
+    /// checked by the Rust lock before anything is sent.
+    async fn delete_filtered<E>(&self, ctx: &Context, filter: Condition) -> Result<u64>
+    where
+        E: TenantOwned,
+        E::Model: Send + Sync,
+    {
+        let org = self.org.as_str();
+        let raw = crate::lock::raw_text(&Expr::from(filter.clone()));
+        let mut statements = Vec::new();
+        for (child, column, key) in set_null_references(E::default().table_name()) {
+            let Some(child_filter) = (child.row_filter)(org) else {
+                continue;
+            };
+            let parents = Query::select()
+                .column((E::default(), Alias::new(key)))
+                .from(E::default())
+                .cond_where(E::tenant_condition(org))
+                .cond_where(filter.clone())
+                .to_owned();
+            let update = Query::update()
+                .table(Alias::new(child.name))
+                .value(Alias::new(column.as_str()), Option::<String>::None)
+                .cond_where(child_filter)
+                .and_where(
+                    Expr::col((Alias::new(child.name), Alias::new(column.as_str())))
+                        .in_subquery(parents),
+                )
+                .to_owned();
+            statements.push(
+                self.verified_with(ctx, raw.as_deref(), || DbBackend::Postgres.build(&update))?,
+            );
+        }
+        let delete = E::delete_many()
+            .filter(E::tenant_condition(org))
+            .filter(filter);
+        let delete = self.verified(ctx, &delete, raw.as_deref())?;
+        trace::operation(ctx, trace::count, async {
+            let unit = self.atomic_unit(ctx).await?;
+            for stmt in statements {
+                unit.check(ctx, unit.conn().execute_raw(stmt).await)?;
+            }
+            let deleted = unit
+                .check(ctx, unit.conn().execute_raw(delete).await)?
+                .rows_affected();
+            unit.finish(self, ctx).await?;
+            Ok(deleted)
+        })
+        .await
     }
 
     /// Runs `query`, an UPDATE or DELETE carrying the caller's `filter` (and the ownership
@@ -373,4 +453,28 @@ impl TenantScope {
         )
         .await
     }
+}
+
+/// The references to rows of `table` that the schema declares `ON DELETE SET NULL`, from the
+/// entities' relations: each as the referencing tenant table, its column, and the referenced
+/// column of `table`.
+fn set_null_references(table: &str) -> Vec<(&'static TableInfo, String, String)> {
+    let mut out = Vec::new();
+    for child in flakeguard_entity::TABLES
+        .iter()
+        .filter(|t| t.class.is_tenant_data())
+    {
+        for rel in (child.relations)() {
+            if rel.is_owner
+                || !matches!(rel.on_delete, Some(ForeignKeyAction::SetNull))
+                || table_of(&rel.to_tbl).as_deref() != Some(table)
+            {
+                continue;
+            }
+            if let (Some(column), Some(key)) = (single(&rel.from_col), single(&rel.to_col)) {
+                out.push((child, column, key));
+            }
+        }
+    }
+    out
 }
