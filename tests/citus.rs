@@ -389,7 +389,7 @@ async fn task_count(admin: &impl ConnectionTrait, stmt: &Statement) -> usize {
 
 #[tokio::test]
 async fn every_scope_operation_runs_on_one_shard() {
-    use flakeguard_db::entity::fg_occurrence;
+    use flakeguard_db::entity::{fg_flake_score, fg_occurrence};
     use flakeguard_db::sea_orm::ColumnTrait;
 
     let Some(db) = CitusDatabase::new_or_skip("single-shard routing")
@@ -537,6 +537,40 @@ async fn every_scope_operation_runs_on_one_shard() {
     })
     .await
     .unwrap();
+
+    // An upsert on a unique constraint that leads with "orgId" only on Citus: the same call as
+    // on one server, outside a transaction and inside one.
+    let score = |value: f64| fg_flake_score::ActiveModel {
+        test_id: Set(test.clone()),
+        score: Set(value),
+        window_n: Set(10),
+        ..Default::default()
+    };
+    let stored = s
+        .upsert(score(0.25), [fg_flake_score::Column::TestId])
+        .await
+        .unwrap();
+    assert_eq!(stored.score, 0.25);
+    let row = score(0.75);
+    let stored = s
+        .transaction(|tx| {
+            Box::pin(async move {
+                let stored = tx.upsert(row, [fg_flake_score::Column::TestId]).await?;
+                tx.find::<fg_test_case::Entity>().count().await?;
+                Ok::<_, flakeguard_db::Error>(stored)
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.score, 0.75);
+    let scores = s
+        .find::<fg_flake_score::Entity>()
+        .filter(fg_flake_score::Column::TestId.eq(&test))
+        .all()
+        .await
+        .unwrap();
+    assert_eq!(scores.len(), 1, "one score, updated in place: {scores:?}");
+    assert_eq!(scores[0].score, 0.75);
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use crate::error::Context;
 use crate::{Error, Result};
 
 /// A foreign key of a row about to be written, with the values it will hold.
+#[derive(Clone)]
 pub(crate) struct FkCheck {
     column: String,
     table: &'static str,

@@ -357,6 +357,11 @@ impl TenantScope {
     ///
     /// Only this tenant's row is ever updated: a conflict with another organization's row (on a
     /// constraint that does not include "orgId") is refused with [`Error::TenantDenied`].
+    ///
+    /// On Citus every unique constraint of a distributed table leads with "orgId" (README,
+    /// "Scaling out"). A `conflict` without "orgId" that matches no constraint is tried again
+    /// with "orgId" first, so the same call works on one server and on a cluster (inside
+    /// [`TenantScope::transaction`] the first attempt then takes a savepoint).
     pub async fn upsert<A, C>(&self, mut row: A, conflict: C) -> Result<Model<A>>
     where
         A: TenantRow,
@@ -371,6 +376,72 @@ impl TenantScope {
                 reason: "upsert needs the columns of a unique constraint".to_owned(),
             });
         }
+        let checks = self.fk_checks(&ctx, std::slice::from_ref(&row), true)?;
+        let conflict_names: Vec<&'static str> = conflict.iter().map(|c| c.as_str()).collect();
+        // On Citus every unique constraint of a distributed table leads with "orgId" (the
+        // constraint keeps its name): a conflict target without it matches nothing there, and
+        // the same target with "orgId" first matches the constraint it names on one server.
+        let with_org: Option<Vec<_>> = super::guard::tenant_column::<A::Entity>()
+            .filter(|org| org.as_str() == "orgId" && !conflict_names.contains(&"orgId"))
+            .map(|org| {
+                std::iter::once(org)
+                    .chain(conflict.iter().copied())
+                    .collect()
+            });
+        let first = match &with_org {
+            // Inside a transaction the first attempt takes a savepoint, so that its failure
+            // leaves the transaction open for the second.
+            Some(_) if self.in_transaction() => {
+                let (attempt, ctx2, checks2) = (row.clone(), ctx.clone(), checks.clone());
+                let conflict2 = conflict.clone();
+                self.transaction(move |tx| {
+                    Box::pin(async move { tx.upsert_on(&ctx2, attempt, conflict2, &checks2).await })
+                })
+                .await
+            }
+            _ => self.upsert_on(&ctx, row.clone(), conflict, &checks).await,
+        };
+        let stored = match (first, with_org) {
+            (Err(e), Some(with_org)) if e.sql_state() == Some("42P10") => {
+                self.upsert_on(&ctx, row, with_org, &checks).await
+            }
+            (first, _) => first,
+        }
+        .map_err(|e| match e.sql_state() {
+            // 42P10: no unique constraint matches the ON CONFLICT columns.
+            Some("42P10") => Error::InvalidInput {
+                context: ctx.clone(),
+                reason: format!(
+                    "upsert on ({}): no unique constraint of \"{}\" covers exactly these \
+                     columns; upsert needs one",
+                    conflict_names
+                        .iter()
+                        .map(|c| format!("\"{c}\""))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    ctx.table.unwrap_or("?"),
+                ),
+            },
+            _ => e,
+        })?;
+        stored.ok_or_else(|| Error::TenantDenied {
+            context: ctx,
+            reason: "the row conflicts with a row of another organization".to_owned(),
+        })
+    }
+
+    /// One attempt of [`TenantScope::upsert`] of the prepared `row` on the unique constraint
+    /// over `conflict`; `None` when the conflicting row is another organization's.
+    async fn upsert_on<A>(
+        &self,
+        ctx: &Context,
+        row: A,
+        conflict: Vec<<A::Entity as EntityTrait>::Column>,
+        checks: &[super::guard::FkCheck],
+    ) -> Result<Option<Model<A>>>
+    where
+        A: TenantRow,
+    {
         let keep: BTreeSet<&str> = conflict
             .iter()
             .map(|c| c.as_str())
@@ -383,8 +454,6 @@ impl TenantScope {
         let update_cols: Vec<_> = <A::Entity as EntityTrait>::Column::iter()
             .filter(|c| row.get(*c).is_set() && !keep.contains(c.as_str()))
             .collect();
-        let checks = self.fk_checks(&ctx, std::slice::from_ref(&row), true)?;
-        let conflict_names: Vec<&'static str> = conflict.iter().map(|c| c.as_str()).collect();
         let mut on_conflict = OnConflict::columns(conflict);
         if update_cols.is_empty() {
             // Nothing to change: set the first key column to the value it already holds, so
@@ -405,39 +474,17 @@ impl TenantScope {
             self.org.as_str(),
         )));
         let insert = <A::Entity as EntityTrait>::insert(row).on_conflict(on_conflict);
-        let stored = self
-            .statement(&ctx, &checks, &[], trace::some, |tx| {
-                Box::pin(async move {
-                    match insert.exec_with_returning(tx.rows_by_name()).await {
-                        Ok(model) => Ok(Some(model)),
-                        // The conflicting row failed the tenant condition: nothing was written.
-                        Err(DbErr::RecordNotFound(_) | DbErr::RecordNotInserted) => Ok(None),
-                        Err(e) => Err(e),
-                    }
-                })
+        self.statement(ctx, checks, &[], trace::some, |tx| {
+            Box::pin(async move {
+                match insert.exec_with_returning(tx.rows_by_name()).await {
+                    Ok(model) => Ok(Some(model)),
+                    // The conflicting row failed the tenant condition: nothing was written.
+                    Err(DbErr::RecordNotFound(_) | DbErr::RecordNotInserted) => Ok(None),
+                    Err(e) => Err(e),
+                }
             })
-            .await
-            .map_err(|e| match e.sql_state() {
-                // 42P10: no unique constraint matches the ON CONFLICT columns.
-                Some("42P10") => Error::InvalidInput {
-                    context: ctx.clone(),
-                    reason: format!(
-                        "upsert on ({}): no unique constraint of \"{}\" covers exactly these \
-                         columns; upsert needs one",
-                        conflict_names
-                            .iter()
-                            .map(|c| format!("\"{c}\""))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        ctx.table.unwrap_or("?"),
-                    ),
-                },
-                _ => e,
-            })?;
-        stored.ok_or_else(|| Error::TenantDenied {
-            context: ctx,
-            reason: "the row conflicts with a row of another organization".to_owned(),
         })
+        .await
     }
 
     /// Executes a raw statement inside this scope's transaction, with the tenant set. As with
