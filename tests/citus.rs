@@ -688,3 +688,20 @@ async fn deleting_a_parent_nulls_the_references_that_were_on_delete_set_null() {
         "{missing}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_tasks_over_fifty_organizations_stay_isolated_on_the_cluster() {
+    let Some(db) = CitusDatabase::new_or_skip("the concurrency workload on Citus")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let admin = db.connect().await.unwrap();
+    distribute(&admin).await.unwrap();
+    let seed = std::env::var("FLAKEGUARD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    support::workload::isolated_under_load(&admin, &db.app_url().await.unwrap(), 6, seed).await;
+}

@@ -9,9 +9,8 @@
 
 mod support;
 
-use flakeguard_db::sea_orm::Database;
 use flakeguard_db::testing::TestDatabase;
-use support::workload::{self, Config};
+use support::workload;
 
 fn seed() -> u64 {
     std::env::var("FLAKEGUARD_SEED")
@@ -21,42 +20,9 @@ fn seed() -> u64 {
 }
 
 async fn isolated_under_load(ops_per_task: usize) {
-    let seed = seed();
-    eprintln!("workload seed {seed} (replay with FLAKEGUARD_SEED={seed})");
     let db = TestDatabase::new().await.unwrap();
     let admin = db.connect().await.unwrap();
-    let mut opts = flakeguard_db::connect_options(&db.app_url().await.unwrap());
-    opts.max_connections(8).min_connections(1);
-    let pool = Database::connect(opts).await.unwrap();
-    let orgs = workload::orgs(&pool, 50, "load").await;
-    let cfg = Config {
-        tasks: 200,
-        ops_per_task,
-        seed,
-    };
-    let ledger = workload::run(&pool, &orgs, cfg, false).await;
-    let mut violations = ledger.violations.clone();
-    violations.extend(workload::audit(&admin, &ledger).await);
-    eprintln!(
-        "{} ops: {} rows committed, {} deleted, {} rolled back or abandoned",
-        ledger.ops,
-        ledger.committed.len(),
-        ledger.deleted.len(),
-        ledger.absent.len()
-    );
-    assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
-    assert!(
-        !ledger.committed.is_empty() && !ledger.absent.is_empty(),
-        "seed {seed}: the mix did not exercise commits and rollbacks"
-    );
-    assert!(
-        ledger.dropped_after_insert > 0,
-        "seed {seed}: no transaction was dropped after its inserts had run"
-    );
-    eprintln!(
-        "{} transactions dropped after their inserts",
-        ledger.dropped_after_insert
-    );
+    workload::isolated_under_load(&admin, &db.app_url().await.unwrap(), ops_per_task, seed()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -392,3 +392,50 @@ pub async fn audit(admin: &DatabaseConnection, ledger: &Ledger) -> Vec<String> {
     }
     out
 }
+
+/// The isolation run of tests/concurrency.rs on the database of `admin` (the superuser, for
+/// the audit) and `app_url` (the application role): 50 organizations, 200 concurrent tasks of
+/// `ops_per_task` operations each on a pool of 8 connections, failures and dropped
+/// transactions included; panics naming the seed on any violation.
+pub async fn isolated_under_load(
+    admin: &DatabaseConnection,
+    app_url: &str,
+    ops_per_task: usize,
+    seed: u64,
+) {
+    eprintln!("workload seed {seed} (replay with FLAKEGUARD_SEED={seed})");
+    let mut opts = flakeguard_db::connect_options(app_url);
+    opts.max_connections(8).min_connections(1);
+    let pool = flakeguard_db::sea_orm::Database::connect(opts)
+        .await
+        .unwrap();
+    let orgs = orgs(&pool, 50, "load").await;
+    let cfg = Config {
+        tasks: 200,
+        ops_per_task,
+        seed,
+    };
+    let ledger = run(&pool, &orgs, cfg, false).await;
+    let mut violations = ledger.violations.clone();
+    violations.extend(audit(admin, &ledger).await);
+    eprintln!(
+        "{} ops: {} rows committed, {} deleted, {} rolled back or abandoned",
+        ledger.ops,
+        ledger.committed.len(),
+        ledger.deleted.len(),
+        ledger.absent.len()
+    );
+    assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
+    assert!(
+        !ledger.committed.is_empty() && !ledger.absent.is_empty(),
+        "seed {seed}: the mix did not exercise commits and rollbacks"
+    );
+    assert!(
+        ledger.dropped_after_insert > 0,
+        "seed {seed}: no transaction was dropped after its inserts had run"
+    );
+    eprintln!(
+        "{} transactions dropped after their inserts",
+        ledger.dropped_after_insert
+    );
+}
