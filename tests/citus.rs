@@ -287,11 +287,68 @@ async fn distribute_shards_the_tenant_tables_by_org_keeps_every_row_and_both_loc
     );
     worker.close().await.unwrap();
 
+    // `validate` recognises the distributed variant: it passes as distributed, and names what
+    // is wrong when something is.
+    let report = flakeguard_db::migration::validate::validate(&admin)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:#?}", report.problems);
+    assert!(
+        report
+            .checked
+            .iter()
+            .any(|(what, n)| what.contains("Citus") && *n == 27),
+        "{:?}",
+        report.checked
+    );
+    exec(
+        &admin,
+        &format!(
+            "ALTER DATABASE {} RESET citus.propagate_set_commands",
+            db.name()
+        ),
+    )
+    .await;
+    exec(
+        &admin,
+        r#"ALTER TABLE "FGOccurrence" DROP CONSTRAINT "FGOccurrence_orgId_jobId_fkey""#,
+    )
+    .await;
+    let report = flakeguard_db::migration::validate::validate(&admin)
+        .await
+        .unwrap();
+    let problems = report.problems.join("\n");
+    assert!(problems.contains("propagate_set_commands"), "{problems}");
+    assert!(
+        problems.contains("FGOccurrence_orgId_jobId_fkey"),
+        "{problems}"
+    );
+    assert_eq!(report.problems.len(), 2, "{problems}");
+    exec(
+        &admin,
+        &format!(
+            "ALTER DATABASE {} SET citus.propagate_set_commands = 'local'",
+            db.name()
+        ),
+    )
+    .await;
+    exec(
+        &admin,
+        r#"ALTER TABLE "FGOccurrence" ADD CONSTRAINT "FGOccurrence_orgId_jobId_fkey"
+           FOREIGN KEY ("orgId", "jobId") REFERENCES "FGJob"("orgId", id)"#,
+    )
+    .await;
+    let report = flakeguard_db::migration::validate::validate(&admin)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:#?}", report.problems);
+
     // `down` and its kin refuse, changing nothing.
     for result in [
         flakeguard_db::migration::runner::down(&admin, None).await,
         flakeguard_db::migration::runner::reset(&admin).await,
         flakeguard_db::migration::runner::refresh(&admin).await,
+        flakeguard_db::migration::runner::fresh(&admin).await,
     ] {
         let err = result.unwrap_err();
         assert!(matches!(err, MigrateError::Distributed(_)), "{err}");

@@ -100,6 +100,38 @@ fn list(row: &QueryResult, col: &str) -> Result<Vec<String>, DbErr> {
 /// (`UNIQUE NULLS NOT DISTINCT`, PostgreSQL 15).
 pub const NULLS_NOT_DISTINCT: &str = "NULLS NOT DISTINCT";
 
+/// On a Citus node the shards of distributed and reference tables are relations of their own
+/// (`<table>_<shardid>`) beside the tables, in raw catalog queries too; they, and the
+/// coordinator's bookkeeping of `distribute`, are not the schema.
+async fn drop_citus_shards<C: ConnectionTrait>(db: &C, schema: &mut Schema) -> Result<(), DbErr> {
+    if rows(
+        db,
+        "SELECT 1 AS one FROM pg_extension WHERE extname = 'citus'",
+    )
+    .await?
+    .is_empty()
+    {
+        return Ok(());
+    }
+    let shards = rows(
+        db,
+        "SELECT c.relname::text || '_' || s.shardid::text AS t \
+         FROM pg_dist_shard s JOIN pg_class c ON c.oid = s.logicalrelid",
+    )
+    .await?;
+    let bookkeeping = crate::distribute::BOOKKEEPING_TABLE.to_owned();
+    for t in shards
+        .iter()
+        .map(|r| s(r, "t"))
+        .chain(std::iter::once(Ok(bookkeeping)))
+    {
+        let t = t?;
+        schema.tables.remove(&t);
+        schema.security.remove(&t);
+    }
+    Ok(())
+}
+
 /// Reads the public schema from the catalog, ignoring SeaORM's own `seaql_migrations`.
 pub async fn read<C: ConnectionTrait>(db: &C) -> Result<Schema, DbErr> {
     let mut schema = Schema::default();
@@ -290,6 +322,7 @@ pub async fn read<C: ConnectionTrait>(db: &C) -> Result<Schema, DbErr> {
             .policies
             .insert(s(&r, "name")?, s(&r, "def")?);
     }
+    drop_citus_shards(db, &mut schema).await?;
     Ok(schema)
 }
 

@@ -106,6 +106,120 @@ pub async fn distribute(db: &DatabaseConnection) -> Result<Distribution, Migrate
     result
 }
 
+/// The schema `distribute` makes of `single`, the single-server schema (see the module
+/// documentation): what `validate` expects of a distributed database.
+pub fn citus_variant(single: &crate::catalog::Schema) -> crate::catalog::Schema {
+    let mut out = single.clone();
+    let tenant = |t: &crate::catalog::Table| t.columns.get("orgId").is_some_and(|c| !c.nullable);
+    let tenants: Vec<String> = single
+        .tables
+        .iter()
+        .filter(|(_, t)| tenant(t))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in &tenants {
+        let Some(table) = out.tables.get_mut(name) else {
+            continue;
+        };
+        for cols in table
+            .primary_key
+            .values_mut()
+            .chain(table.uniques.values_mut())
+        {
+            if !cols.iter().any(|c| c == "orgId") {
+                cols.insert(0, "orgId".to_owned());
+            }
+        }
+        table.foreign_keys.retain(|_, fk| {
+            !tenants.contains(&fk.ref_table) || fk.columns.iter().any(|c| c == "orgId")
+        });
+        for fk in table.foreign_keys.values_mut() {
+            if tenants.contains(&fk.ref_table) && fk.on_delete.starts_with("SET NULL") {
+                fk.on_delete = "NO ACTION".to_owned();
+            }
+        }
+    }
+    out
+}
+
+/// What `validate` checks of a distributed database beside its catalog: every table of
+/// `expected` with a NOT NULL "orgId" distributed by it, all in one co-location group, every
+/// other one a reference table, and the database's `citus.propagate_set_commands`. Returns the
+/// problems and the number of tables checked.
+pub async fn check_distribution(
+    db: &DatabaseConnection,
+    expected: &crate::catalog::Schema,
+) -> Result<(Vec<String>, usize), MigrateError> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT c.relname AS t, p.partmethod::text AS m, p.repmodel::text AS r, \
+                    p.colocationid::int8 AS g, \
+                    coalesce(column_to_column_name(p.logicalrelid, p.partkey), '') AS col \
+             FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid",
+        ))
+        .await
+        .map_err(MigrateError::db_at("read the distribution"))?;
+    let mut live = std::collections::BTreeMap::new();
+    for row in rows {
+        let err = MigrateError::db_at("read the distribution");
+        let t: String = row.try_get("", "t").map_err(err)?;
+        let m: String = row.try_get("", "m").map_err(err)?;
+        let r: String = row.try_get("", "r").map_err(err)?;
+        let g: i64 = row.try_get("", "g").map_err(err)?;
+        let col: String = row.try_get("", "col").map_err(err)?;
+        live.insert(t, (m, r, g, col));
+    }
+    let mut problems = Vec::new();
+    let mut groups = std::collections::BTreeSet::new();
+    for (name, table) in &expected.tables {
+        let tenant = table.columns.get("orgId").is_some_and(|c| !c.nullable);
+        match (live.get(name), tenant) {
+            (None, _) => problems.push(format!("{name} is not managed by Citus")),
+            (Some((m, _, g, col)), true) if m == "h" && col == "orgId" => {
+                groups.insert(*g);
+            }
+            (Some((m, _, _, col)), true) => problems.push(format!(
+                "{name} should be distributed by \"orgId\", but is {} {col:?}",
+                if m == "h" {
+                    "distributed by"
+                } else {
+                    "not distributed, column"
+                }
+            )),
+            (Some((m, r, _, _)), false) if m == "n" && r == "t" => {}
+            (Some(_), false) => problems.push(format!("{name} should be a reference table")),
+        }
+    }
+    if groups.len() > 1 {
+        problems.push(format!(
+            "the distributed tables are in {} co-location groups, not one",
+            groups.len()
+        ));
+    }
+    let set = scalar_i64(
+        db,
+        "read the database's settings",
+        "SELECT count(*) AS n FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+         WHERE d.datname = current_database() AND s.setrole = 0 \
+           AND 'citus.propagate_set_commands=local' = ANY (s.setconfig)",
+    )
+    .await?;
+    if set == 0 {
+        problems.push(
+            "citus.propagate_set_commands is not 'local' for this database: the tenant's SET \
+             LOCAL does not reach the workers"
+                .to_owned(),
+        );
+    }
+    Ok((problems, expected.tables.len()))
+}
+
+/// Whether the Citus extension is installed in `db`.
+pub async fn has_citus(db: &DatabaseConnection) -> Result<bool, MigrateError> {
+    Ok(citus_version(db).await?.is_some())
+}
+
 /// Whether `db` is a Citus database with any table of the schema distributed.
 pub async fn is_distributed(db: &DatabaseConnection) -> Result<bool, MigrateError> {
     if citus_version(db).await?.is_none() {

@@ -87,7 +87,7 @@ async fn refuse_if_distributed(db: &DatabaseConnection, command: &str) -> Result
         return Err(MigrateError::Distributed(format!(
             "`{command}` does not apply to a database distributed on Citus: rolling steps back \
              would alter the distribution column and the keys Citus depends on; nothing was \
-             changed. To start over, drop the database (or use `fresh`, which drops every table)"
+             changed. To start over, drop the database and create it again"
         )));
     }
     Ok(())
@@ -226,6 +226,14 @@ pub async fn refresh(db: &DatabaseConnection) -> Result<Vec<String>, MigrateErro
 
 /// Drops every table and type of the schema, then applies every step, under the lock.
 pub async fn fresh(db: &DatabaseConnection) -> Result<Vec<String>, MigrateError> {
+    if crate::distribute::has_citus(db).await? {
+        return Err(MigrateError::Distributed(
+            "`fresh` does not apply to a Citus database: it drops every type of the schema, \
+             Citus's own among them; nothing was changed. To start over, drop the database and \
+             create it again"
+                .to_owned(),
+        ));
+    }
     let lock = MigrationLock::acquire(db).await?;
     let result = match Migrator::fresh(db).await {
         Ok(()) => Ok(Migrator::migrations()

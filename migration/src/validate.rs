@@ -132,7 +132,10 @@ async fn build_reference(db: &DatabaseConnection, name: &str) -> Result<Referenc
 /// name; row-level security
 /// enabled, forced and with its policies on every table of tenant data; the grants of
 /// `flakeguard_app`; the entities against the columns (drift); no NULL "orgId" in tenant tables;
-/// and a complete migration history.
+/// and a complete migration history. On a database distributed on Citus (`distribute`) it
+/// checks the Citus variant of the schema instead (docs/SCHEMA.md's last addendum), and the
+/// distribution itself: tenant tables distributed by "orgId" in one co-location group, the
+/// others reference tables, and `citus.propagate_set_commands`.
 pub async fn validate(db: &DatabaseConnection) -> Result<Report, MigrateError> {
     let reference = reference(db).await?;
     validate_against(db, &reference).await
@@ -143,7 +146,13 @@ pub async fn validate_against(
     db: &DatabaseConnection,
     reference: &Reference,
 ) -> Result<Report, MigrateError> {
-    let expected = reference.latest().cloned().unwrap_or_default();
+    let single = reference.latest().cloned().unwrap_or_default();
+    let distributed = crate::distribute::is_distributed(db).await?;
+    let expected = if distributed {
+        crate::distribute::citus_variant(&single)
+    } else {
+        single
+    };
     let live = catalog::read(db)
         .await
         .map_err(db_err("read the catalog"))?;
@@ -202,6 +211,13 @@ pub async fn validate_against(
 
     let steps = check_history(db, &mut report.problems).await?;
     report.checked.push(("migration steps recorded", steps));
+    if distributed {
+        let (problems, tables) = crate::distribute::check_distribution(db, &expected).await?;
+        report.problems.extend(problems);
+        report
+            .checked
+            .push(("tables distributed or replicated as on Citus", tables));
+    }
     Ok(report)
 }
 
