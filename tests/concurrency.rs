@@ -22,7 +22,8 @@ fn seed() -> u64 {
 async fn isolated_under_load(ops_per_task: usize) {
     let db = TestDatabase::new().await.unwrap();
     let admin = db.connect().await.unwrap();
-    workload::isolated_under_load(&admin, &db.app_url().await.unwrap(), ops_per_task, seed()).await;
+    let app_url = db.app_url().await.unwrap();
+    workload::isolated_under_load(&admin, &app_url, ops_per_task, seed(), 80).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

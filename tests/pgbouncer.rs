@@ -250,6 +250,7 @@ async fn isolation_holds_behind_pgbouncer_in_transaction_mode() {
         tasks: 200,
         ops_per_task: 4,
         seed,
+        drop_within_ms: 80,
     };
     let ledger = workload::run(&pool, &orgs, cfg, false).await;
 

@@ -197,15 +197,7 @@ pub async fn check_distribution(
             groups.len()
         ));
     }
-    let set = scalar_i64(
-        db,
-        "read the database's settings",
-        "SELECT count(*) AS n FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
-         WHERE d.datname = current_database() AND s.setrole = 0 \
-           AND 'citus.propagate_set_commands=local' = ANY (s.setconfig)",
-    )
-    .await?;
-    if set == 0 {
+    if !setting_is_local(db).await? {
         problems.push(
             "citus.propagate_set_commands is not 'local' for this database: the tenant's SET \
              LOCAL does not reach the workers"
@@ -570,15 +562,7 @@ async fn tenant_setting(
     db: &DatabaseConnection,
     out: &mut Distribution,
 ) -> Result<(), MigrateError> {
-    let set = scalar_i64(
-        db,
-        "read the database's settings",
-        "SELECT count(*) AS n FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
-         WHERE d.datname = current_database() AND s.setrole = 0 \
-           AND 'citus.propagate_set_commands=local' = ANY (s.setconfig)",
-    )
-    .await?;
-    if set > 0 {
+    if setting_is_local(db).await? {
         return Ok(());
     }
     run(
@@ -593,6 +577,19 @@ async fn tenant_setting(
             .to_owned(),
     );
     Ok(())
+}
+
+/// Whether the database has `citus.propagate_set_commands = 'local'` (for every role).
+async fn setting_is_local(db: &DatabaseConnection) -> Result<bool, MigrateError> {
+    let n = scalar_i64(
+        db,
+        "read the database's settings",
+        "SELECT count(*) AS n FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase \
+         WHERE d.datname = current_database() AND s.setrole = 0 \
+           AND 'citus.propagate_set_commands=local' = ANY (s.setconfig)",
+    )
+    .await?;
+    Ok(n > 0)
 }
 
 /// `ADD CONSTRAINT` of a composite foreign key as Citus accepts it (see [`foreign_key_def`]).

@@ -16,6 +16,9 @@ pub struct Config {
     pub tasks: usize,
     pub ops_per_task: usize,
     pub seed: u64,
+    /// A transaction to drop half-way is dropped within this many milliseconds (at random):
+    /// long enough, on the server at hand, for its inserts to have run in some of them.
+    pub drop_within_ms: u64,
 }
 
 /// One organization of the run, with its repository.
@@ -99,7 +102,17 @@ pub async fn run(
         handles.push(tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(seed);
             for op in 0..cfg.ops_per_task {
-                one_op(&pool, &orgs, &ledger, &mut rng, task, op, tolerate_errors).await;
+                let drop_within = cfg.drop_within_ms;
+                one_op(
+                    &pool,
+                    &orgs,
+                    &ledger,
+                    &mut rng,
+                    (task, op),
+                    tolerate_errors,
+                    drop_within,
+                )
+                .await;
             }
         }));
     }
@@ -129,9 +142,9 @@ async fn one_op(
     orgs: &[Org],
     ledger: &Mutex<Ledger>,
     rng: &mut fastrand::Rng,
-    task: usize,
-    op: usize,
+    (task, op): (usize, usize),
     tolerate: bool,
+    drop_within_ms: u64,
 ) {
     let org = &orgs[rng.usize(..orgs.len())];
     let scope = TenantScope::new(pool.clone(), org.id.clone());
@@ -274,7 +287,7 @@ async fn one_op(
                     Ok::<_, Error>(())
                 })
             });
-            let limit = Duration::from_millis(rng.u64(1..80));
+            let limit = Duration::from_millis(rng.u64(1..drop_within_ms));
             match tokio::time::timeout(limit, work).await {
                 Err(_) => {
                     let mut l = ledger.lock().unwrap();
@@ -402,6 +415,7 @@ pub async fn isolated_under_load(
     app_url: &str,
     ops_per_task: usize,
     seed: u64,
+    drop_within_ms: u64,
 ) {
     eprintln!("workload seed {seed} (replay with FLAKEGUARD_SEED={seed})");
     let mut opts = flakeguard_db::connect_options(app_url);
@@ -414,6 +428,7 @@ pub async fn isolated_under_load(
         tasks: 200,
         ops_per_task,
         seed,
+        drop_within_ms,
     };
     let ledger = run(&pool, &orgs, cfg, false).await;
     let mut violations = ledger.violations.clone();
