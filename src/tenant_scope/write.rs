@@ -504,24 +504,30 @@ impl TenantScope {
 
 /// The references to rows of `table` that the schema declares `ON DELETE SET NULL`, from the
 /// entities' relations: each as the referencing tenant table, its column, and the referenced
-/// column of `table`.
-fn set_null_references(table: &str) -> Vec<(&'static TableInfo, String, String)> {
-    let mut out = Vec::new();
-    for child in flakeguard_entity::TABLES
-        .iter()
-        .filter(|t| t.class.is_tenant_data())
-    {
-        for rel in (child.relations)() {
-            if rel.is_owner
-                || !matches!(rel.on_delete, Some(ForeignKeyAction::SetNull))
-                || table_of(&rel.to_tbl).as_deref() != Some(table)
+/// column of `table`. Worked out once for every table (a delete looks its table up).
+fn set_null_references(table: &str) -> &'static [(&'static TableInfo, String, String)] {
+    type References = Vec<(&'static TableInfo, String, String)>;
+    static BY_TABLE: std::sync::LazyLock<BTreeMap<String, References>> =
+        std::sync::LazyLock::new(|| {
+            let mut out: BTreeMap<String, References> = BTreeMap::new();
+            for child in flakeguard_entity::TABLES
+                .iter()
+                .filter(|t| t.class.is_tenant_data())
             {
-                continue;
+                for rel in (child.relations)() {
+                    if rel.is_owner || !matches!(rel.on_delete, Some(ForeignKeyAction::SetNull)) {
+                        continue;
+                    }
+                    if let (Some(parent), Some(column), Some(key)) = (
+                        table_of(&rel.to_tbl),
+                        single(&rel.from_col),
+                        single(&rel.to_col),
+                    ) {
+                        out.entry(parent).or_default().push((child, column, key));
+                    }
+                }
             }
-            if let (Some(column), Some(key)) = (single(&rel.from_col), single(&rel.to_col)) {
-                out.push((child, column, key));
-            }
-        }
-    }
-    out
+            out
+        });
+    BY_TABLE.get(table).map_or(&[], Vec::as_slice)
 }
