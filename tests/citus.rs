@@ -683,25 +683,15 @@ async fn deleting_a_parent_nulls_the_references_that_were_on_delete_set_null() {
         s.insert(job(1)).await.unwrap(),
         s.insert(job(2)).await.unwrap(),
     );
-    let extra = s
-        .insert(fg_test_case::ActiveModel {
-            repo_id: Set(a.key("FGRepository").to_owned()),
-            suite: Set("set-null".into()),
-            name: Set("second".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let new_case = |name: &str| fg_test_case::ActiveModel {
+        repo_id: Set(a.key("FGRepository").to_owned()),
+        suite: Set("set-null".into()),
+        name: Set(name.to_owned()),
+        ..Default::default()
+    };
+    let extra = s.insert(new_case("second")).await.unwrap();
     let first = s.insert(referencing(&one, &extra)).await.unwrap();
-    let second_case = s
-        .insert(fg_test_case::ActiveModel {
-            repo_id: Set(a.key("FGRepository").to_owned()),
-            suite: Set("set-null".into()),
-            name: Set("third".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let second_case = s.insert(new_case("third")).await.unwrap();
     let second = s.insert(referencing(&two, &second_case)).await.unwrap();
 
     // Around the crate, the key is NO ACTION on Citus: the delete is refused, nothing dangles.

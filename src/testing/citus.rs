@@ -224,12 +224,7 @@ impl CitusDatabase {
     }
 
     fn url_as(&self, user: &str) -> Result<String> {
-        let mut url = url::Url::parse(&self.url)
-            .map_err(|e| Error::Config(format!("database URL does not parse: {e}")))?;
-        url.set_username(user)
-            .and_then(|()| url.set_password(Some(user)))
-            .map_err(|()| Error::Config("database URL cannot carry a user".to_owned()))?;
-        Ok(url.into())
+        super::url_with_user(&self.url, user, user)
     }
 
     /// The coordinator's URL of this database for [`APP_ROLE`] (subject to row-level

@@ -79,12 +79,7 @@ impl TestDatabase {
 
     /// The URL of this database for another user and password.
     pub fn url_as(&self, user: &str, password: &str) -> Result<String> {
-        let mut url = url::Url::parse(&self.url)
-            .map_err(|e| Error::Config(format!("database URL does not parse: {e}")))?;
-        url.set_username(user)
-            .and_then(|()| url.set_password(Some(password)))
-            .map_err(|()| Error::Config("database URL cannot carry a user".to_owned()))?;
-        Ok(url.into())
+        super::url_with_user(&self.url, user, password)
     }
 
     /// The URL of this database for [`APP_ROLE`]: a LOGIN role that is a member of

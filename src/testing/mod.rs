@@ -123,6 +123,16 @@ pub(crate) fn io_error(message: &str, source: std::io::Error) -> Error {
 }
 
 /// A database name no other test (in this or another process) will pick.
+/// `url` with `user` and `password` in it.
+pub(crate) fn url_with_user(url: &str, user: &str, password: &str) -> Result<String> {
+    let mut url = url::Url::parse(url)
+        .map_err(|e| Error::Config(format!("database URL does not parse: {e}")))?;
+    url.set_username(user)
+        .and_then(|()| url.set_password(Some(password)))
+        .map_err(|()| Error::Config("database URL cannot carry a user".to_owned()))?;
+    Ok(url.into())
+}
+
 pub(crate) fn fresh_name(prefix: &str) -> String {
     format!("{prefix}_{}", flakeguard_entity::stamps::new_id())
 }
