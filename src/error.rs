@@ -488,6 +488,33 @@ impl Error {
             )
     }
 
+    /// Whether running the same unit of work again may succeed, unchanged: the connection
+    /// broke or the server shut down ([`Error::is_connection_error`]), the transaction lost a
+    /// serialization or deadlock conflict (SQLSTATE 40001, 40P01), a lock was not granted in
+    /// time (55P03), or, on Citus, the shard a statement was planned for was split or moved
+    /// away meanwhile ([`Error::is_shard_moved`]). A unit of work that failed so wrote nothing,
+    /// except where the connection broke while a commit was in flight: then the caller cannot
+    /// know, and a retry of an insert may find the row there (a [`Rejection::Duplicate`]).
+    pub fn is_retriable(&self) -> bool {
+        self.is_connection_error()
+            || matches!(self.sql_state(), Some("40001" | "40P01" | "55P03"))
+            || self.is_shard_moved()
+    }
+
+    /// Whether Citus refused a statement because the shard it was planned for no longer
+    /// exists: a tenant was isolated to a shard of its own, or a shard moved, while the
+    /// statement was on its way (`flakeguard-migration isolate-tenant`). Citus reports it as an
+    /// internal error (SQLSTATE XX000, "could not find valid entry for shard ..."); the
+    /// transaction is aborted, and the same unit of work succeeds when run again.
+    pub fn is_shard_moved(&self) -> bool {
+        self.db_err().and_then(pg_error).is_some_and(|pg| {
+            pg.code() == "XX000"
+                && pg
+                    .message()
+                    .starts_with("could not find valid entry for shard")
+        })
+    }
+
     /// The SQLSTATE code PostgreSQL returned, if this error came from the server.
     pub fn sql_state(&self) -> Option<&str> {
         sql_state(self.db_err()?)

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use flakeguard_db::OrgId;
 use flakeguard_db::entity::fg_test_case;
 use flakeguard_db::migration::distribute::distribute;
+use flakeguard_db::migration::isolate::{Node, isolate_tenant};
 use flakeguard_db::migration::runner::MigrateError;
 use flakeguard_db::sea_orm::{ConnectionTrait, Database, DbBackend, Set, Statement};
 use flakeguard_db::testing::{APP_ROLE, CITUS_WORKERS, CitusDatabase};
@@ -371,6 +372,11 @@ async fn distribute_refuses_without_citus_and_changes_nothing() {
         "{err}"
     );
     assert!(err.to_string().contains("nothing was changed"), "{err}");
+    let err = isolate_tenant(&admin, "default-org-id", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MigrateError::Isolate(_)), "{err}");
+    assert!(err.to_string().contains("not distributed"), "{err}");
     assert_eq!(support::read_catalog(&admin).await, before);
 }
 
@@ -765,4 +771,148 @@ async fn two_hundred_tasks_over_fifty_organizations_stay_isolated_on_the_cluster
     // time, so that some are dropped after their inserts ran, as on one server.
     let app_url = db.app_url().await.unwrap();
     support::workload::isolated_under_load(&admin, &app_url, 6, seed, 1000).await;
+}
+
+/// Port -> the shards of distributed tables it holds, and whether `org`'s shard of FGTestCase
+/// holds that organization alone.
+async fn placements(admin: &impl ConnectionTrait, org: &OrgId) -> (BTreeMap<String, i64>, bool) {
+    let rows = admin
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT nodeport::text AS port, count(*) AS n FROM citus_shards \
+             WHERE citus_table_type = 'distributed' GROUP BY 1",
+        ))
+        .await
+        .unwrap();
+    let by_port = rows
+        .iter()
+        .map(|r| (r.try_get("", "port").unwrap(), r.try_get("", "n").unwrap()))
+        .collect();
+    let alone = scalar(
+        admin,
+        &format!(
+            "SELECT shardminvalue = shardmaxvalue FROM pg_dist_shard WHERE shardid = \
+             get_shard_id_for_distribution_column('\"FGTestCase\"', '{org}')"
+        ),
+    )
+    .await;
+    (by_port, alone == "true")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_isolated_and_moved_under_load_loses_nothing_and_stays_walled_off() {
+    let Some(db) = CitusDatabase::new_or_skip("moving a tenant on Citus")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let admin = db.connect().await.unwrap();
+    distribute(&admin).await.unwrap();
+    let app_url = db.app_url().await.unwrap();
+    let mut opts = flakeguard_db::connect_options(&app_url);
+    opts.max_connections(8).min_connections(1);
+    let pool = Database::connect(opts).await.unwrap();
+    let orgs = support::workload::orgs(&pool, 20, "move").await;
+    let moving = orgs[0].id.clone();
+    let home = worker_of(&admin, &moving).await;
+    let (layout_before, alone) = placements(&admin, &moving).await;
+    assert!(!alone, "with 8 shards, 20 organizations share them");
+
+    // Refusals change nothing.
+    for (org, to, expected) in [
+        ("no-such-org", None, "no organization"),
+        (moving.as_str(), Some("127.0.0.1:1"), "not an active worker"),
+    ] {
+        let to: Option<Node> = to.map(|t| t.parse().unwrap());
+        let err = isolate_tenant(&admin, org, to.as_ref()).await.unwrap_err();
+        assert!(matches!(err, MigrateError::Isolate(_)), "{err}");
+        assert!(err.to_string().contains(expected), "{err}");
+        assert!(err.to_string().contains("nothing was changed"), "{err}");
+        assert_eq!(
+            placements(&admin, &moving).await,
+            (layout_before.clone(), false)
+        );
+    }
+
+    // The workload runs for every organization before, during and after the move.
+    let seed = std::env::var("FLAKEGUARD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("workload seed {seed} (replay with FLAKEGUARD_SEED={seed})");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cfg = support::workload::Config {
+        tasks: 40,
+        ops_per_task: 4,
+        seed,
+        drop_within_ms: 1000,
+    };
+    let workload = tokio::spawn({
+        let (pool, orgs, done) = (pool.clone(), orgs.clone(), done.clone());
+        async move { support::workload::run_until(&pool, &orgs, cfg, true, Some(done)).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let moved = isolate_tenant(&admin, moving.as_str(), None).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ledger = workload.await.unwrap();
+    let moved = moved.unwrap();
+    eprintln!("{:#?}", moved.actions);
+    eprintln!(
+        "{} ops, {} errors: {:#?}",
+        ledger.ops,
+        ledger.errors.len(),
+        ledger.errors
+    );
+
+    // The tenant has a shard group of its own, on the other worker.
+    assert_eq!(moved.actions.len(), 2, "{moved:?}");
+    assert_eq!(moved.from.port.to_string(), home);
+    assert_ne!(moved.to, moved.from);
+    assert_eq!(worker_of(&admin, &moving).await, moved.to.port.to_string());
+    let (layout_after, alone) = placements(&admin, &moving).await;
+    assert!(alone, "{layout_after:?}");
+    assert_ne!(layout_after, layout_before);
+
+    // No committed row lost, none seen by another tenant, and every error in flight retriable.
+    let mut violations = ledger.violations.clone();
+    violations.extend(support::workload::audit(&admin, &ledger).await);
+    assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
+    assert!(
+        ledger.unretriable.is_empty(),
+        "seed {seed}: errors not classified as retriable: {:#?}",
+        ledger.unretriable
+    );
+    assert!(
+        ledger.committed.values().any(|o| *o == moving),
+        "seed {seed}: the workload committed nothing for the tenant moved"
+    );
+    for org in &orgs {
+        let scope = flakeguard_db::TenantScope::new(pool.clone(), org.id.clone());
+        let seen = scope.find::<fg_test_case::Entity>().all().await.unwrap();
+        assert!(seen.iter().all(|r| r.org_id == org.id.as_str()));
+        let stored = scalar(
+            &admin,
+            &format!(
+                "SELECT count(*) FROM \"FGTestCase\" WHERE \"orgId\" = '{}'",
+                org.id
+            ),
+        )
+        .await;
+        assert_eq!(seen.len().to_string(), stored, "{}", org.id);
+    }
+
+    // A second run has nothing to do; a named target moves it back, once.
+    let again = isolate_tenant(&admin, moving.as_str(), None).await.unwrap();
+    assert!(again.nothing_to_do(), "{again:?}");
+    let back = isolate_tenant(&admin, moving.as_str(), Some(&moved.from))
+        .await
+        .unwrap();
+    assert_eq!(back.actions.len(), 1, "{back:?}");
+    assert_eq!(worker_of(&admin, &moving).await, home);
+    let again = isolate_tenant(&admin, moving.as_str(), Some(&moved.from))
+        .await
+        .unwrap();
+    assert!(again.nothing_to_do(), "{again:?}");
+    pool.close().await.unwrap();
 }

@@ -729,7 +729,7 @@ async fn citus_version(db: &DatabaseConnection) -> Result<Option<String>, Migrat
         .map_err(MigrateError::db_at("check for Citus"))
 }
 
-async fn scalar_i64(
+pub(crate) async fn scalar_i64(
     db: &DatabaseConnection,
     operation: &'static str,
     sql: &str,

@@ -39,7 +39,8 @@
 //! two migrators started at once run one after the other, and names the step that failed;
 //! [`validate`] proves a live database holds the schema and adopts one built by another tool;
 //! [`catalog`] is the snapshot both compare; [`distribute`] turns the migrated schema on a
-//! Citus coordinator into the distributed one.
+//! Citus coordinator into the distributed one, and [`isolate`] gives an organization that
+//! outgrew its shard one of its own, on another worker.
 //!
 //! A step that has been released is never edited: a new change to the schema is a new module,
 //! named `mYYYYMMDD_HHMMSS_name`, appended to [`Migrator::migrations`].
@@ -81,6 +82,7 @@ macro_rules! sql_step {
 
 pub mod catalog;
 pub mod distribute;
+pub mod isolate;
 pub mod runner;
 pub mod validate;
 

@@ -15,6 +15,9 @@
 //! - `distribute`: on a Citus coordinator, after `up`, distribute the tenant tables by "orgId"
 //!   and make the others reference tables; resumes where a failed run stopped, and does
 //!   nothing (saying so) when the database is already distributed
+//! - `isolate-tenant ORG_ID [--to HOST:PORT]`: on a distributed database, give
+//!   one organization a shard of its own and move it to another worker (the named one, or the
+//!   one holding the fewest bytes), while the application runs
 //!
 //! Every command that changes the schema holds a PostgreSQL advisory lock, so two migrators
 //! started at once run one after the other. Run it as the database owner or a superuser, never
@@ -24,6 +27,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use flakeguard_migration::distribute;
+use flakeguard_migration::isolate::{self, Node};
 use flakeguard_migration::runner::{self, MigrateError};
 use flakeguard_migration::validate::{self, Adoption};
 use flakeguard_migration::{Migrator, MigratorTrait};
@@ -71,6 +75,15 @@ enum Command {
     Adopt,
     /// On a Citus coordinator: distribute the schema (tenant tables by "orgId").
     Distribute,
+    /// On a distributed database: give one organization a shard of its own, on another worker.
+    IsolateTenant {
+        /// The organization's id ("Organization".id).
+        org_id: String,
+        /// The worker to move it to, as HOST:PORT in pg_dist_node (default: the worker
+        /// holding the fewest bytes of shards, when the tenant is not isolated yet).
+        #[arg(long)]
+        to: Option<Node>,
+    },
 }
 
 #[tokio::main]
@@ -147,6 +160,18 @@ async fn run(db: &DatabaseConnection, command: Command) -> Result<ExitCode, Migr
             let done = distribute::distribute(db).await?;
             if done.nothing_to_do() {
                 println!("nothing to do: the database is already distributed");
+            }
+            for action in &done.actions {
+                println!("{action}");
+            }
+        }
+        Command::IsolateTenant { org_id, to } => {
+            let done = isolate::isolate_tenant(db, &org_id, to.as_ref()).await?;
+            if done.nothing_to_do() {
+                println!(
+                    "nothing to do: organization {org_id} has shard {} of its own on {}",
+                    done.shard_id, done.to
+                );
             }
             for action in &done.actions {
                 println!("{action}");

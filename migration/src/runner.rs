@@ -64,6 +64,28 @@ pub enum MigrateError {
         /// Whether the database was left partly distributed.
         partly: bool,
     },
+    /// `isolate-tenant` cannot run here (not a distributed database, not the coordinator, no
+    /// such organization or worker, no logical replication); nothing was changed.
+    #[error("cannot isolate the tenant: {0}; nothing was changed")]
+    Isolate(String),
+    /// One of Citus's calls of `isolate-tenant` failed. Each is atomic: with `isolated` false
+    /// the database is as it was; with `isolated` true the tenant has a shard of its own on its
+    /// old worker, and running the command again with the target moves it.
+    #[error("isolating the tenant failed to {step}: {source}; {}", if *.isolated {
+        "the tenant has a shard of its own on its old worker: run `flakeguard-migration \
+         isolate-tenant` again with `--to HOST:PORT` to move it once the cause is fixed"
+    } else {
+        "nothing was changed"
+    })]
+    IsolateFailed {
+        /// What the command was doing.
+        step: String,
+        /// The database's error.
+        #[source]
+        source: DbErr,
+        /// Whether the tenant was left with a shard of its own.
+        isolated: bool,
+    },
     /// The command does not apply to a database distributed on Citus.
     #[error("{0}")]
     Distributed(String),

@@ -28,13 +28,11 @@ use flakeguard_migration::{Migrator, MigratorTrait};
 pub const CITUS_WORKERS: usize = 2;
 
 /// Settings every node of a test cluster starts with: Citus itself; prepared transactions,
-/// which Citus's two-phase commit across nodes needs; logical WAL, which moving a shard
-/// between workers uses; and 8 shards a distributed table (Citus's default is 32), which keeps
+/// which Citus's two-phase commit across nodes needs; and 8 shards a distributed table (Citus's default is 32), which keeps
 /// distributing a schema of 25 tables quick on a small machine.
 const NODE_SETTINGS: &[&str] = &[
     "shared_preload_libraries=citus",
     "max_prepared_transactions=100",
-    "wal_level=logical",
     "citus.shard_count=8",
 ];
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ pub struct Ledger {
     pub absent: HashSet<String>,
     /// Operations that failed with an error (allowed in some runs, e.g. across a restart).
     pub errors: Vec<String>,
+    /// Those of `errors` that `Error::is_retriable` does not call retriable.
+    pub unretriable: Vec<String>,
     /// Isolation failures: any entry fails the run.
     pub violations: Vec<String>,
     pub ops: usize,
@@ -93,15 +96,31 @@ pub async fn run(
     cfg: Config,
     tolerate_errors: bool,
 ) -> Ledger {
+    run_until(pool, orgs, cfg, tolerate_errors, None).await
+}
+
+/// [`run`], with each task going on after its `cfg.ops_per_task` operations until `done` is
+/// set, when it is given.
+pub async fn run_until(
+    pool: &DatabaseConnection,
+    orgs: &[Org],
+    cfg: Config,
+    tolerate_errors: bool,
+    done: Option<Arc<AtomicBool>>,
+) -> Ledger {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let orgs = Arc::new(orgs.to_vec());
     let mut handles = Vec::new();
     for task in 0..cfg.tasks {
         let (pool, orgs, ledger) = (pool.clone(), orgs.clone(), ledger.clone());
+        let done = done.clone();
         let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(task as u64);
         handles.push(tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(seed);
-            for op in 0..cfg.ops_per_task {
+            let going_on = |op: usize| {
+                op < cfg.ops_per_task || done.as_ref().is_some_and(|d| !d.load(Ordering::SeqCst))
+            };
+            for op in (0..).take_while(|op| going_on(*op)) {
                 let drop_within = cfg.drop_within_ms;
                 one_op(
                     &pool,
@@ -134,6 +153,9 @@ fn record_error(ledger: &Mutex<Ledger>, what: &str, e: &Error, tolerate: bool) {
         l.violations.push(format!("{what}: unexpected error: {e}"));
     } else {
         l.errors.push(format!("{what}: {e}"));
+        if !e.is_retriable() {
+            l.unretriable.push(format!("{what}: {e:?}"));
+        }
     }
 }
 
@@ -274,15 +296,15 @@ async fn one_op(
                 .map(|_| flakeguard_db::entity::stamps::new_id())
                 .collect();
             let (o, rows) = (org.clone(), ids.clone());
-            let inserted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let mark = std::sync::Arc::clone(&inserted);
+            let inserted = Arc::new(AtomicBool::new(false));
+            let mark = Arc::clone(&inserted);
             let work = scope.transaction(move |tx| {
                 Box::pin(async move {
                     for (i, id) in rows.iter().enumerate() {
                         tx.insert(case(&o, id, format!("drop{task}-{op}-{i}")))
                             .await?;
                     }
-                    mark.store(true, std::sync::atomic::Ordering::SeqCst);
+                    mark.store(true, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_secs(60)).await;
                     Ok::<_, Error>(())
                 })
@@ -291,7 +313,7 @@ async fn one_op(
             match tokio::time::timeout(limit, work).await {
                 Err(_) => {
                     let mut l = ledger.lock().unwrap();
-                    if inserted.load(std::sync::atomic::Ordering::SeqCst) {
+                    if inserted.load(Ordering::SeqCst) {
                         l.dropped_after_insert += 1;
                     }
                     l.absent.extend(ids);
