@@ -572,23 +572,67 @@ pub(crate) fn pg_error(err: &DbErr) -> Option<PgFacts<'_>> {
     let sea_orm::sqlx::Error::Database(db) = runtime.as_ref() else {
         return None;
     };
-    if let Some(pg) = db.try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>() {
-        return Some(PgFacts {
+    let facts = if let Some(pg) = db.try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>()
+    {
+        PgFacts {
             code: pg.code(),
             message: pg.message(),
             detail: pg.detail(),
             table: pg.table(),
             constraint: pg.constraint(),
+        }
+    } else {
+        let pg = &db.try_downcast_ref::<crate::pipe::PipeDbError>()?.0;
+        PgFacts {
+            code: pg.code().code(),
+            message: pg.message(),
+            detail: pg.detail(),
+            table: pg.table(),
+            constraint: pg.constraint(),
+        }
+    };
+    Some(facts.or_relayed_names())
+}
+
+impl<'a> PgFacts<'a> {
+    /// The table and constraint of an error that Citus relayed from a worker.
+    ///
+    /// # Design
+    ///
+    /// Citus passes a worker's error on with its code, message and detail only, without the
+    /// table and constraint fields, and the message names the worker's shards:
+    /// `insert or update on table "FGTestCase_102110" violates foreign key constraint
+    /// "FGTestCase_orgId_repoId_fkey_102110"`. Where both fields are missing, the quoted names
+    /// of the message are read instead: the first one that is a table of the schema with a
+    /// shard suffix (`_<shard id>`) is the table, and the first one that is not a table, with a
+    /// shard suffix of a table named in the same message, is the constraint, without it. A
+    /// message that does not read so (a server that translates its messages differently) keeps
+    /// both fields empty, and the error is then classified by its code alone.
+    fn or_relayed_names(mut self) -> PgFacts<'a> {
+        if self.table.is_some() || self.constraint.is_some() || !self.code.starts_with("23") {
+            return self;
+        }
+        fn shard_of(name: &str) -> Option<(&str, &str)> {
+            name.rsplit_once('_')
+                .filter(|(_, id)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        }
+        let quoted: Vec<&'a str> = self.message.split('"').skip(1).step_by(2).collect();
+        let is_table = |name: &str| crate::entity::TABLES.iter().any(|t| t.name == name);
+        let tables: Vec<(&'a str, &'a str)> = quoted
+            .iter()
+            .filter_map(|q| shard_of(q))
+            .filter(|(base, _)| is_table(base))
+            .collect();
+        let Some(&(table, _)) = tables.first() else {
+            return self;
+        };
+        self.table = Some(table);
+        self.constraint = quoted.iter().find_map(|q| {
+            let (base, id) = shard_of(q)?;
+            (!is_table(base) && tables.iter().any(|(_, t)| *t == id)).then_some(base)
         });
+        self
     }
-    let pg = &db.try_downcast_ref::<crate::pipe::PipeDbError>()?.0;
-    Some(PgFacts {
-        code: pg.code().code(),
-        message: pg.message(),
-        detail: pg.detail(),
-        table: pg.table(),
-        constraint: pg.constraint(),
-    })
 }
 
 /// PostgreSQL's message and detail of a driver error, or the driver's own text.

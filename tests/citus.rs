@@ -916,3 +916,25 @@ async fn a_tenant_isolated_and_moved_under_load_loses_nothing_and_stays_walled_o
     assert!(again.nothing_to_do(), "{again:?}");
     pool.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_bad_input_cases_get_the_same_typed_errors_on_the_cluster() {
+    let Some((db, admin, app_url, tenants)) =
+        distributed_with("bad input on Citus", &["org-a", "org-b"]).await
+    else {
+        return;
+    };
+    let app = Database::connect(flakeguard_db::connect_options(&app_url))
+        .await
+        .unwrap();
+    let mut tenants = tenants.into_iter();
+    let w = support::tenants::World {
+        db,
+        app,
+        admin,
+        a: tenants.next().unwrap(),
+        b: tenants.next().unwrap(),
+    };
+    support::bad_writes::bad_writes_get_typed_errors_and_write_nothing(&w).await;
+    support::bad_writes::errors_about_another_tenants_rows_say_nothing_about_them(&w).await;
+}

@@ -356,7 +356,9 @@ mod tests {
 
     #[test]
     fn a_node_is_host_colon_port_and_anything_else_is_refused_by_name() {
-        let node: Node = "worker-2.internal:5432".parse().unwrap_or_else(|e| panic!("{e}"));
+        let node: Node = "worker-2.internal:5432"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((node.host.as_str(), node.port), ("worker-2.internal", 5432));
         assert_eq!(node.to_string(), "worker-2.internal:5432");
         for (bad, says) in [

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use sea_orm::DatabaseConnection;
 
+pub mod bad_writes;
 pub mod checks;
 pub mod spans;
 pub mod tenants;

@@ -366,15 +366,17 @@ pub async fn seed(db: &DatabaseConnection, org: &OrgId, n: i64) -> Tenant {
 
 /// A fresh database holding two seeded organizations, `org-a` and `org-b`, with a pool of the
 /// application role (subject to row-level security) and one of the superuser.
-pub struct World {
-    pub db: TestDatabase,
+/// Two seeded tenants on a database; `D` holds the database (a [`TestDatabase`], or a Citus
+/// one) for as long as the world lives.
+pub struct World<D = TestDatabase> {
+    pub db: D,
     pub app: DatabaseConnection,
     pub admin: DatabaseConnection,
     pub a: Tenant,
     pub b: Tenant,
 }
 
-impl World {
+impl<D> World<D> {
     /// A scope for `t` on the application role's pool.
     pub fn scope(&self, t: &Tenant) -> TenantScope {
         TenantScope::new(self.app.clone(), t.org.clone())
@@ -500,7 +502,7 @@ pub async fn values_only_of(
 }
 
 /// The error names tenant A, `table` and `operation`, and carries none of tenant B's keys.
-pub fn names_its_context(err: &Error, w: &World, table: &str, operation: Operation) {
+pub fn names_its_context<D>(err: &Error, w: &World<D>, table: &str, operation: Operation) {
     let ctx = err.context().unwrap_or_else(|| panic!("no context: {err}"));
     assert_eq!(
         ctx.tenant.as_ref().map(OrgId::as_str),
