@@ -23,7 +23,12 @@ use flakeguard_db::{OrgId, Result, TenantScope};
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // `_throwaway` keeps the throwaway database alive until the end of `main`.
     let (db, _throwaway) = flakeguard_db::testing::connect_example().await?;
+    run(&db).await
+}
 
+/// The quickstart on `db`, a handle for a migrated database (tests/citus.rs runs it on a Citus
+/// cluster, as the application role).
+pub async fn run(db: &flakeguard_db::Db) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let acme = db.scope(OrgId::generate());
     let globex = db.scope(OrgId::generate());
     let acme_data = seed(&acme, "Acme").await?;

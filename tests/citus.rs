@@ -4,6 +4,10 @@
 
 mod support;
 
+#[path = "../examples/quickstart.rs"]
+#[allow(dead_code)]
+mod quickstart;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use flakeguard_db::OrgId;
@@ -937,4 +941,31 @@ async fn the_bad_input_cases_get_the_same_typed_errors_on_the_cluster() {
     };
     support::bad_writes::bad_writes_get_typed_errors_and_write_nothing(&w).await;
     support::bad_writes::errors_about_another_tenants_rows_say_nothing_about_them(&w).await;
+}
+
+#[tokio::test]
+async fn the_quickstart_runs_on_the_cluster_as_the_application_role() {
+    let Some(db) = CitusDatabase::new_or_skip("the quickstart on Citus")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let admin = db.connect().await.unwrap();
+    distribute(&admin).await.unwrap();
+    let app = flakeguard_db::connect(&db.app_url().await.unwrap())
+        .await
+        .unwrap();
+    quickstart::run(&app)
+        .await
+        .unwrap_or_else(|e| panic!("the quickstart failed on the cluster: {e}"));
+    // Its two organizations' rows are on the cluster, each tenant's on its own shards.
+    let orgs = scalar(
+        &admin,
+        r#"SELECT count(*) FROM "Organization" WHERE slug LIKE 'acme-%' OR slug LIKE 'globex-%'"#,
+    )
+    .await;
+    assert_eq!(orgs, "2");
+    let occurrences = scalar(&admin, r#"SELECT count(*) FROM "FGOccurrence""#).await;
+    assert_eq!(occurrences, "4");
 }
