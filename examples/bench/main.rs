@@ -13,7 +13,9 @@
 //! `delete`, one row each), `bulk` (10,000 `FGOccurrence` rows in one transaction), `stream`
 //! (100,000 and 1,000,000 rows through `insert_many_copy_stream`: time and peak memory),
 //! `dashboard` (per-test failure rates of one organization among 1,000,000 occurrences of 100
-//! organizations). Each timed workload runs with 1 and with 8 concurrent clients.
+//! organizations), `citus` (point read, insert, the five queries and the dashboard through the
+//! scope on a distributed Citus cluster against the same on one server; skipped where Citus is
+//! not installed). Each timed workload runs with 1 and with 8 concurrent clients.
 //!
 //! The scoped side connects through `flakeguard_db::connect` as the application role (subject to
 //! row-level security, on the crate's pool options); the raw side as the server's superuser (no
@@ -57,6 +59,7 @@
 //! No timing is asserted anywhere in the test suite: this program is the only judge, and it
 //! reports MISS instead of failing.
 
+mod citus;
 mod reports;
 
 use std::fmt::Write as _;
@@ -2418,6 +2421,10 @@ async fn main() -> Res {
         if cfg.wants("dashboard") {
             dashboard(&cfg, &db, &app, &raw, &mut outcomes, &mut all_goals).await?;
         }
+    }
+
+    if cfg.wants("citus") {
+        citus::run(&cfg, &mut outcomes).await?;
     }
 
     println!("\nGoals");
