@@ -438,6 +438,17 @@ async fn distribute_interrupted_part_way_resumes_when_run_again() {
 /// A distributed database with organizations `orgs` seeded in every table first (through a
 /// scope, before `distribute`), or `None` where Citus is not installed (the skip is printed):
 /// the database, its superuser pool, the application role's URL and the tenants.
+/// A fresh database on the cluster, distributed, with the superuser's pool; `None` (the skip
+/// printed) where Citus is not installed.
+async fn distributed(
+    test: &str,
+) -> Option<(CitusDatabase, flakeguard_db::sea_orm::DatabaseConnection)> {
+    let db = CitusDatabase::new_or_skip(test).await.unwrap()?;
+    let admin = db.connect().await.unwrap();
+    distribute(&admin).await.unwrap();
+    Some((db, admin))
+}
+
 async fn distributed_with(
     test: &str,
     orgs: &[&str],
@@ -759,18 +770,10 @@ async fn deleting_a_parent_nulls_the_references_that_were_on_delete_set_null() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_tasks_over_fifty_organizations_stay_isolated_on_the_cluster() {
-    let Some(db) = CitusDatabase::new_or_skip("the concurrency workload on Citus")
-        .await
-        .unwrap()
-    else {
+    let Some((db, admin)) = distributed("the concurrency workload on Citus").await else {
         return;
     };
-    let admin = db.connect().await.unwrap();
-    distribute(&admin).await.unwrap();
-    let seed = std::env::var("FLAKEGUARD_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
+    let seed = support::workload::seed();
     // The coordinator adds a hop to every statement: transactions dropped half-way get more
     // time, so that some are dropped after their inserts ran, as on one server.
     let app_url = db.app_url().await.unwrap();
@@ -805,14 +808,9 @@ async fn placements(admin: &impl ConnectionTrait, org: &OrgId) -> (BTreeMap<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_isolated_and_moved_under_load_loses_nothing_and_stays_walled_off() {
-    let Some(db) = CitusDatabase::new_or_skip("moving a tenant on Citus")
-        .await
-        .unwrap()
-    else {
+    let Some((db, admin)) = distributed("moving a tenant on Citus").await else {
         return;
     };
-    let admin = db.connect().await.unwrap();
-    distribute(&admin).await.unwrap();
     let app_url = db.app_url().await.unwrap();
     let mut opts = flakeguard_db::connect_options(&app_url);
     opts.max_connections(8).min_connections(1);
@@ -840,10 +838,7 @@ async fn a_tenant_isolated_and_moved_under_load_loses_nothing_and_stays_walled_o
     }
 
     // The workload runs for every organization before, during and after the move.
-    let seed = std::env::var("FLAKEGUARD_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
+    let seed = support::workload::seed();
     eprintln!("workload seed {seed} (replay with FLAKEGUARD_SEED={seed})");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let cfg = support::workload::Config {
@@ -945,14 +940,9 @@ async fn the_bad_input_cases_get_the_same_typed_errors_on_the_cluster() {
 
 #[tokio::test]
 async fn the_quickstart_runs_on_the_cluster_as_the_application_role() {
-    let Some(db) = CitusDatabase::new_or_skip("the quickstart on Citus")
-        .await
-        .unwrap()
-    else {
+    let Some((db, admin)) = distributed("the quickstart on Citus").await else {
         return;
     };
-    let admin = db.connect().await.unwrap();
-    distribute(&admin).await.unwrap();
     let app = flakeguard_db::connect(&db.app_url().await.unwrap())
         .await
         .unwrap();

@@ -12,12 +12,7 @@ mod support;
 use flakeguard_db::testing::TestDatabase;
 use support::workload;
 
-fn seed() -> u64 {
-    std::env::var("FLAKEGUARD_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..))
-}
+use workload::seed;
 
 async fn isolated_under_load(ops_per_task: usize) {
     let db = TestDatabase::new().await.unwrap();

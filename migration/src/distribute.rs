@@ -226,6 +226,17 @@ pub async fn is_distributed(db: &DatabaseConnection) -> Result<bool, MigrateErro
     Ok(n > 0)
 }
 
+/// Whether `db` is the Citus coordinator (call only where Citus is installed).
+pub(crate) async fn is_coordinator(db: &DatabaseConnection) -> Result<bool, MigrateError> {
+    let n = scalar_i64(
+        db,
+        "check the node",
+        "SELECT CASE WHEN citus_is_coordinator() THEN 1 ELSE 0 END::int8 AS n",
+    )
+    .await?;
+    Ok(n == 1)
+}
+
 async fn refuse_unless_ready(db: &DatabaseConnection) -> Result<(), MigrateError> {
     let Some(version) = citus_version(db).await? else {
         return Err(MigrateError::NotCitus(
@@ -234,13 +245,7 @@ async fn refuse_unless_ready(db: &DatabaseConnection) -> Result<(), MigrateError
                 .to_owned(),
         ));
     };
-    let coordinator = scalar_i64(
-        db,
-        "check the node",
-        "SELECT CASE WHEN citus_is_coordinator() THEN 1 ELSE 0 END::int8 AS n",
-    )
-    .await?;
-    if coordinator != 1 {
+    if !is_coordinator(db).await? {
         return Err(MigrateError::NotCitus(format!(
             "this node is not the Citus coordinator (citus {version}); connect to the coordinator"
         )));
@@ -729,7 +734,7 @@ async fn citus_version(db: &DatabaseConnection) -> Result<Option<String>, Migrat
         .map_err(MigrateError::db_at("check for Citus"))
 }
 
-pub(crate) async fn scalar_i64(
+async fn scalar_i64(
     db: &DatabaseConnection,
     operation: &'static str,
     sql: &str,

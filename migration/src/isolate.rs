@@ -37,7 +37,7 @@ use sea_orm_migration::sea_orm::{
     ConnectionTrait, DatabaseConnection, DbErr, QueryResult, Statement, Value,
 };
 
-use crate::distribute::{is_distributed, scalar_i64};
+use crate::distribute::{is_coordinator, is_distributed};
 use crate::runner::{MigrateError, MigrationLock};
 
 /// A node of the cluster, as Citus names it (`pg_dist_node`).
@@ -136,13 +136,7 @@ async fn refuse_unless_distributed(db: &DatabaseConnection) -> Result<(), Migrat
              on the coordinator first)",
         ));
     }
-    let coordinator = scalar_i64(
-        db,
-        "check the node",
-        "SELECT CASE WHEN citus_is_coordinator() THEN 1 ELSE 0 END::int8 AS n",
-    )
-    .await?;
-    if coordinator != 1 {
+    if !is_coordinator(db).await? {
         return Err(refuse(
             "this node is not the Citus coordinator; connect to the coordinator",
         ));

@@ -49,6 +49,14 @@ pub struct Ledger {
     pub dropped_after_insert: usize,
 }
 
+/// The workload's seed: `FLAKEGUARD_SEED` to replay a run, a fresh one otherwise.
+pub fn seed() -> u64 {
+    std::env::var("FLAKEGUARD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..))
+}
+
 /// Creates `n` organizations, each with a repository, through their scopes.
 pub async fn orgs(app: &DatabaseConnection, n: usize, prefix: &str) -> Vec<Org> {
     let mut out = Vec::new();
