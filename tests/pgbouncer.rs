@@ -274,15 +274,8 @@ async fn isolation_holds_behind_pgbouncer_in_transaction_mode() {
 
     // Audited as the superuser, directly on PostgreSQL.
     let admin = db.connect().await.unwrap();
-    let mut violations = ledger.violations.clone();
-    violations.extend(workload::audit(&admin, &ledger).await);
-    eprintln!(
-        "{} ops through pgbouncer: {} rows committed, {} deleted, {} rolled back or abandoned",
-        ledger.ops,
-        ledger.committed.len(),
-        ledger.deleted.len(),
-        ledger.absent.len()
-    );
+    let violations = workload::violations(&admin, &ledger).await;
+    eprintln!("through pgbouncer: {}", ledger.summary());
     assert!(
         violations.is_empty(),
         "seed {seed}: {violations:#?}\npgbouncer log:\n{}",

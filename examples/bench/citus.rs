@@ -24,38 +24,79 @@ const SINGLE: &str = "one server: TenantScope (app role, RLS)";
 const CLUSTER: &str = "Citus, 2 workers: TenantScope (app role, RLS)";
 const DASHBOARD_SCOPED: &str = "RLS: TenantScope::query_raw, same SQL";
 
-/// One side of the comparison: a migrated, seeded database and its application-role pool.
+/// One side of the comparison: a migrated, seeded database's pools, the application role's
+/// and the superuser's, and the application role's URL.
 struct Side {
     app: DatabaseConnection,
     admin: DatabaseConnection,
+    app_url: String,
 }
 
-async fn single(seed: fn(&DatabaseConnection) -> SeedFuture<'_>) -> Res<(TestDatabase, Side)> {
-    let db = TestDatabase::new().await?;
-    let admin = db.connect().await?;
-    seed(&admin).await?;
-    let app = flakeguard_db::connect(&db.app_url().await?)
-        .await?
-        .unscoped_connection()
-        .clone();
-    Ok((db, Side { app, admin }))
+impl Side {
+    /// Seeds `admin`'s database, distributes it when `distributed`, then opens the application
+    /// role's pool (after `distribute`: the tenant setting reaches the workers in sessions
+    /// opened after it).
+    async fn new(
+        admin: DatabaseConnection,
+        app_url: String,
+        seed: fn(&DatabaseConnection) -> SeedFuture<'_>,
+        distributed: bool,
+    ) -> Res<Side> {
+        seed(&admin).await?;
+        if distributed {
+            distribute(&admin).await?;
+        }
+        let app = flakeguard_db::connect(&app_url)
+            .await?
+            .unscoped_connection()
+            .clone();
+        Ok(Side {
+            app,
+            admin,
+            app_url,
+        })
+    }
 }
 
-async fn cluster(
+/// Both sides, seeded by `seed`, with the databases they live in (dropped with them); `None`
+/// where Citus is not installed (the skip printed).
+async fn sides(
     seed: fn(&DatabaseConnection) -> SeedFuture<'_>,
-) -> Res<Option<(CitusDatabase, Side)>> {
-    let Some(db) = CitusDatabase::new_or_skip("the citus benchmark").await? else {
+) -> Res<Option<((TestDatabase, Side), (CitusDatabase, Side))>> {
+    let Some(cluster) = CitusDatabase::new_or_skip("the citus benchmark").await? else {
         return Ok(None);
     };
-    let admin = db.connect().await?;
-    seed(&admin).await?;
-    distribute(&admin).await?;
-    // After `distribute`: the tenant setting reaches the workers in sessions opened after it.
-    let app = flakeguard_db::connect(&db.app_url().await?)
-        .await?
-        .unscoped_connection()
-        .clone();
-    Ok(Some((db, Side { app, admin })))
+    let single = TestDatabase::new().await?;
+    let one = Side::new(
+        single.connect().await?,
+        single.app_url().await?,
+        seed,
+        false,
+    )
+    .await?;
+    let two = Side::new(
+        cluster.connect().await?,
+        cluster.app_url().await?,
+        seed,
+        true,
+    )
+    .await?;
+    Ok(Some(((single, one), (cluster, two))))
+}
+
+/// Runs `w` at 1 and 8 clients, printing each outcome and keeping its ratio.
+async fn run_pair(
+    w: &Workload,
+    ratios: &mut Vec<(&'static str, usize, f64)>,
+    outcomes: &mut Vec<Outcome>,
+) -> Res {
+    for clients in [1, 8] {
+        let o = run_workload(w, clients).await?;
+        print_outcome(&o);
+        ratios.push(ratio(&o));
+        outcomes.push(o);
+    }
+    Ok(())
 }
 
 type SeedFuture<'a> = futures_util::future::BoxFuture<'a, Res>;
@@ -113,7 +154,7 @@ fn pair(
     })
 }
 
-fn find(mut workloads: Vec<Workload>, name: &str) -> Res<Workload> {
+fn find(workloads: &mut Vec<Workload>, name: &str) -> Res<Workload> {
     let i = workloads
         .iter()
         .position(|w| w.name == name)
@@ -126,56 +167,50 @@ fn find(mut workloads: Vec<Workload>, name: &str) -> Res<Workload> {
 pub async fn run(cfg: &Config, outcomes: &mut Vec<Outcome>) -> Res {
     let mut ratios = Vec::new();
     {
-        let seed: fn(&DatabaseConnection) -> SeedFuture<'_> = seed_main_boxed;
-        let (single_db, one) = single(seed).await?;
-        let Some((cluster_db, two)) = cluster(seed).await? else {
+        let Some(((_single, one), (_cluster, two))) = sides(seed_main_boxed).await? else {
             return Ok(());
         };
         println!(
             "\ncitus: a coordinator and {} workers on this machine, the schema distributed",
             flakeguard_db::testing::CITUS_WORKERS
         );
-        let one_piped = pipelined(&single_db.app_url().await?).await?;
-        let two_piped = pipelined(&cluster_db.app_url().await?).await?;
+        let (one_piped, two_piped) = (
+            pipelined(&one.app_url).await?,
+            pipelined(&two.app_url).await?,
+        );
         let reads = |s: &Side, p| read_workloads(cfg, &s.app, &s.admin, &s.admin, p);
         let writes = |s: &Side| write_workloads(cfg, &s.app, &s.admin, &s.admin, &s.admin, None);
+        let (mut reads_one, mut reads_two) = (reads(&one, &one_piped)?, reads(&two, &two_piped)?);
         let workloads = [
             pair(
                 "citus-point",
                 "point read of one FGTestCase by id: one server vs Citus",
-                find(reads(&one, &one_piped)?, "point")?,
-                find(reads(&two, &two_piped)?, "point")?,
+                find(&mut reads_one, "point")?,
+                find(&mut reads_two, "point")?,
                 SCOPED_POINT,
             )?,
             pair(
                 "citus-insert",
                 "insert one FGOccurrence row: one server vs Citus",
-                find(writes(&one)?, "insert")?,
-                find(writes(&two)?, "insert")?,
+                find(&mut writes(&one)?, "insert")?,
+                find(&mut writes(&two)?, "insert")?,
                 SCOPED_INSERT,
             )?,
             pair(
                 "citus-unit",
                 "five queries in one transaction: one server vs Citus",
-                find(reads(&one, &one_piped)?, "unit")?,
-                find(reads(&two, &two_piped)?, "unit")?,
+                find(&mut reads_one, "unit")?,
+                find(&mut reads_two, "unit")?,
                 SCOPED_FIVE,
             )?,
         ];
-        for w in workloads {
-            for clients in [1, 8] {
-                let o = run_workload(&w, clients).await?;
-                print_outcome(&o);
-                ratios.push(ratio(&o));
-                outcomes.push(o);
-            }
+        for w in &workloads {
+            run_pair(w, &mut ratios, outcomes).await?;
         }
     }
     {
         let t = std::time::Instant::now();
-        let seed: fn(&DatabaseConnection) -> SeedFuture<'_> = seed_dashboard_boxed;
-        let (_single_db, one) = single(seed).await?;
-        let Some((_cluster_db, two)) = cluster(seed).await? else {
+        let Some(((_single, one), (_cluster, two))) = sides(seed_dashboard_boxed).await? else {
             return Ok(());
         };
         println!(
@@ -190,12 +225,7 @@ pub async fn run(cfg: &Config, outcomes: &mut Vec<Outcome>) -> Res {
             dashboard_workload(cfg, &two.app, &two.admin),
             DASHBOARD_SCOPED,
         )?;
-        for clients in [1, 8] {
-            let o = run_workload(&w, clients).await?;
-            print_outcome(&o);
-            ratios.push(ratio(&o));
-            outcomes.push(o);
-        }
+        run_pair(&w, &mut ratios, outcomes).await?;
     }
     for (workload, clients, r) in ratios {
         println!("citus {workload} clients={clients} ratio={r:.4}");

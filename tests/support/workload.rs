@@ -436,6 +436,27 @@ pub async fn audit(admin: &DatabaseConnection, ledger: &Ledger) -> Vec<String> {
     out
 }
 
+/// Everything wrong with a run: what its tasks saw ([`Ledger::violations`]) and what the audit
+/// of the end state finds ([`audit`]).
+pub async fn violations(admin: &DatabaseConnection, ledger: &Ledger) -> Vec<String> {
+    let mut out = ledger.violations.clone();
+    out.extend(audit(admin, ledger).await);
+    out
+}
+
+impl Ledger {
+    /// One line on what the run did, for the test's output.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} ops: {} rows committed, {} deleted, {} rolled back or abandoned",
+            self.ops,
+            self.committed.len(),
+            self.deleted.len(),
+            self.absent.len()
+        )
+    }
+}
+
 /// The isolation run of tests/concurrency.rs on the database of `admin` (the superuser, for
 /// the audit) and `app_url` (the application role): 50 organizations, 200 concurrent tasks of
 /// `ops_per_task` operations each on a pool of 8 connections, failures and dropped
@@ -461,15 +482,8 @@ pub async fn isolated_under_load(
         drop_within_ms,
     };
     let ledger = run(&pool, &orgs, cfg, false).await;
-    let mut violations = ledger.violations.clone();
-    violations.extend(audit(admin, &ledger).await);
-    eprintln!(
-        "{} ops: {} rows committed, {} deleted, {} rolled back or abandoned",
-        ledger.ops,
-        ledger.committed.len(),
-        ledger.deleted.len(),
-        ledger.absent.len()
-    );
+    let violations = violations(admin, &ledger).await;
+    eprintln!("{}", ledger.summary());
     assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
     assert!(
         !ledger.committed.is_empty() && !ledger.absent.is_empty(),
