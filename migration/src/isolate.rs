@@ -180,7 +180,7 @@ async fn isolate_locked(
             .map(|(w, _)| w.clone()),
     };
     let split = !before.alone;
-    let moving = target.as_ref().is_some_and(|t| *t != before.node);
+    let target = target.filter(|t| *t != before.node);
 
     let mut out = TenantMove {
         shard_id: before.shard_id,
@@ -205,7 +205,7 @@ async fn isolate_locked(
         ));
         out.shard_id = now.shard_id;
     }
-    if let (true, Some(target)) = (moving, &target) {
+    if let Some(target) = &target {
         query(
             db,
             "move the tenant's shards",
@@ -220,7 +220,8 @@ async fn isolate_locked(
             ],
         )
         .await
-        .map_err(|e| failed(e, split || before.alone))?;
+        // Split here or before: either way the tenant has a shard of its own.
+        .map_err(|e| failed(e, true))?;
         let now = placement(db, &anchor, org_id).await?;
         out.actions.push(format!(
             "shard {} of organization {org_id} and its co-located shards moved from {} to {}",
