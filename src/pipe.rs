@@ -59,7 +59,7 @@ use deadpool_postgres::{
 };
 use futures_util::{SinkExt as _, TryStreamExt as _, future};
 use sea_orm::sea_query::{ArrayType, OptionEnum};
-use sea_orm::sqlx::postgres::{PgPool, PgSslMode};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPool, PgSslMode};
 use sea_orm::sqlx::{self, ConnectOptions as _};
 use sea_orm::{
     ConnAcquireErr, DbErr, ExecResult, ProxyExecResult, ProxyRow, QueryResult, RuntimeErr,
@@ -87,6 +87,11 @@ impl std::fmt::Debug for PipePool {
 struct Registered {
     /// The address of the sqlx pool's options: its identity while it lives.
     key: usize,
+    /// The sqlx pool's connect options when it was registered. Held, so that their address
+    /// is not reused while registered: a pool whose connect options are this very value
+    /// connects as [`Registered::url`] says without the URL being rebuilt (a scope made per
+    /// request looks its pool up every time).
+    opts: Arc<PgConnectOptions>,
     /// What its connections are ([`identity`]): a later sqlx pool at the same address shares
     /// the pipelined pool only if it connects the same way.
     url: String,
@@ -110,7 +115,7 @@ impl PipePool {
     /// with a statement cache of 0, as behind a PgBouncer that does not support them).
     pub(crate) fn shared(pg: &PgPool) -> Option<Arc<PipePool>> {
         let key = std::ptr::from_ref(pg.options()) as usize;
-        let url = identity(&pg.connect_options());
+        let opts = pg.connect_options();
         let now = Instant::now();
         // A poisoned registry (a panic elsewhere while it was held) only costs pipelining.
         let mut pools = POOLS.lock().ok()?;
@@ -118,13 +123,21 @@ impl PipePool {
             !r.pool.pool.is_closed()
                 && (Arc::strong_count(&r.pool) > 1 || now.duration_since(r.taken) < LINGER)
         });
+        let same = |r: &&mut Registered| r.key == key && Arc::ptr_eq(&r.opts, &opts);
+        if let Some(r) = pools.iter_mut().find(same) {
+            r.taken = now;
+            return Some(Arc::clone(&r.pool));
+        }
+        let url = identity(&opts);
         if let Some(r) = pools.iter_mut().find(|r| r.key == key && r.url == url) {
             r.taken = now;
+            r.opts = opts;
             return Some(Arc::clone(&r.pool));
         }
         let pool = Arc::new(PipePool::new(pg)?);
         pools.push(Registered {
             key,
+            opts,
             url,
             pool: Arc::clone(&pool),
             taken: now,
@@ -571,13 +584,14 @@ impl Conn {
             // From here a stream dropped half-way is safe: the driver discards the rest of its
             // rows before the answer to the connection's next request.
             self.in_flight = false;
+            let layout = Layout::new(prepared.columns(), positions);
             let mut rows = pin!(rows);
             while let Some(row) = rows
                 .try_next()
                 .await
                 .map_err(|e| DbErr::Query(RuntimeErr::SqlxError(Arc::new(to_sqlx(e)))))?
             {
-                yield result(&row, positions)?;
+                yield layout.row(&row)?;
             }
         })
     }
@@ -649,7 +663,7 @@ impl Drop for Conn {
 /// (host, port, user, password, database, TLS mode, statement cache), and the two settings that
 /// URL leaves out, the startup `options` (which may set a role or a setting for the session)
 /// and the application name.
-fn identity(opts: &sea_orm::sqlx::postgres::PgConnectOptions) -> String {
+fn identity(opts: &PgConnectOptions) -> String {
     format!(
         "{} options={:?} application_name={:?}",
         opts.to_url_lossy(),
@@ -934,29 +948,64 @@ fn position_key(i: usize) -> String {
     format!("\0{i:05}")
 }
 
-/// A row as SeaORM's proxy row (see the module's design notes): by name, and by position
-/// too when `positions` (a reader that may read by position: a tuple, a caller's own code).
-pub(crate) fn result(row: &Row, positions: bool) -> Result<QueryResult, DbErr> {
-    let columns = row.columns();
-    let ordered = !positions || columns.windows(2).all(|w| w[0].name() < w[1].name());
-    let mut values = BTreeMap::new();
-    for (i, column) in columns.iter().enumerate() {
-        let value = decode(row, i)?;
-        if ordered {
-            values.insert(column.name().to_owned(), value);
-        } else {
-            values
-                .entry(column.name().to_owned())
-                .or_insert_with(|| value.clone());
-            values.insert(position_key(i), value);
+/// Where a statement's columns go in a proxy row (see the module's design notes), worked out
+/// once per statement rather than for every row: the keys in the map's order, each with the
+/// column whose value it holds. By name, and by position too when `positions` (a reader that
+/// may read by position: a tuple, a caller's own code) and the names are not in order already.
+/// Of two columns of one name, the name holds the last, as a sqlx row read by name gives it
+/// (the positions keep both).
+pub(crate) struct Layout {
+    keys: Vec<(String, usize)>,
+    /// Whether a column's value goes under more than one key (then each key gets a copy).
+    copies: bool,
+}
+
+impl Layout {
+    pub(crate) fn new(columns: &[tokio_postgres::Column], positions: bool) -> Layout {
+        let ordered = !positions || columns.windows(2).all(|w| w[0].name() < w[1].name());
+        let mut keys = BTreeMap::new();
+        for (i, column) in columns.iter().enumerate() {
+            keys.insert(column.name().to_owned(), i);
+            if !ordered {
+                keys.insert(position_key(i), i);
+            }
+        }
+        Layout {
+            keys: keys.into_iter().collect(),
+            copies: !ordered,
         }
     }
-    Ok(ProxyRow::new(values).into())
+
+    /// `row` as SeaORM's proxy row.
+    pub(crate) fn row(&self, row: &Row) -> Result<QueryResult, DbErr> {
+        let mut values = (0..row.len())
+            .map(|i| decode(row, i).map(Some))
+            .collect::<Result<Vec<_>, _>>()?;
+        // In the map's order already, so the map is built without a search per key.
+        let entries = self.keys.iter().map(|(key, i)| {
+            let slot = values.get_mut(*i);
+            // Without copies each column is under one key, so a value is taken once.
+            let value = if self.copies {
+                slot.and_then(|v| v.clone())
+            } else {
+                slot.and_then(Option::take)
+            };
+            let value = value.ok_or_else(|| {
+                DbErr::Type(format!("a row without the statement's column {key:?}"))
+            })?;
+            Ok((key.clone(), value))
+        });
+        Ok(ProxyRow::new(entries.collect::<Result<_, DbErr>>()?).into())
+    }
 }
 
 /// Rows as SeaORM's query results.
 pub(crate) fn results(rows: &[Row], positions: bool) -> Result<Vec<QueryResult>, DbErr> {
-    rows.iter().map(|row| result(row, positions)).collect()
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let layout = Layout::new(first.columns(), positions);
+    rows.iter().map(|row| layout.row(row)).collect()
 }
 
 /// A count of rows changed as SeaORM's exec result.

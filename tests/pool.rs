@@ -374,6 +374,48 @@ async fn pipelined_sessions_start_with_the_settings_of_sqlx_sessions() {
     assert_eq!(seen[0], seen[1], "pipelined and sqlx sessions");
 }
 
+/// Rows read alike on both drivers, by position and by name, from a statement whose column
+/// names are out of order and one of them twice (the pipelined driver lays out each
+/// statement's columns once, for all its rows).
+#[tokio::test]
+async fn rows_read_alike_by_position_and_by_name_on_both_drivers() {
+    let db = TestDatabase::new().await.unwrap();
+    let url = db.app_url().await.unwrap();
+    let sql = "SELECT 10 + g AS b, g AS a, 20 + g AS a, 'x' || g AS c \
+               FROM generate_series(1, 3) g ORDER BY g";
+    let mut seen = Vec::new();
+    for pipelined in [true, false] {
+        let app = flakeguard_db::Db::new(one_connection(&url).await);
+        let app = if pipelined {
+            app
+        } else {
+            app.without_pipelining()
+        };
+        assert_eq!(app.is_pipelined(), pipelined);
+        let rows = app
+            .scope(OrgId::new("acme").unwrap())
+            .query_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await
+            .unwrap();
+        let read: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let at = |i| row.try_get_by_index::<i32>(i).unwrap();
+                let by_name = |c| row.try_get::<i32>("", c).unwrap();
+                let c = row.try_get::<String>("", "c").unwrap();
+                ([at(0), at(1), at(2)], [by_name("b"), by_name("a")], c)
+            })
+            .collect();
+        seen.push(read);
+    }
+    assert_eq!(
+        seen[0].iter().map(|r| r.0).collect::<Vec<_>>(),
+        [[11, 1, 21], [12, 2, 22], [13, 3, 23]],
+        "by position, pipelined"
+    );
+    assert_eq!(seen[0], seen[1], "pipelined and sqlx rows");
+}
+
 /// Scopes made one per operation on the same SeaORM connection (`TenantScope::new`, as a
 /// handler might) share one pipelined pool: every operation finds the connection the last one
 /// used, instead of opening one of its own.
