@@ -22,9 +22,10 @@
 //! column's type ([`decode`]). A proxy row keeps its values in a map by name and reads by
 //! position in the map's order, so a row whose column names are not in order also carries its
 //! values under position keys that sort first (`"\0" + index`): a model (by name) and a tuple
-//! (by position) both read what sqlx would give them. That costs a copy of every value, so the
-//! crate's own reads of entity models, which read by name, ask for rows without them
-//! (`Tx::rows_by_name`). Errors from the server keep their SQLSTATE, table and constraint
+//! (by position) both read what sqlx would give them (of two columns of one name, the name
+//! holds the last, as in sqlx). That costs a copy of every value, so the crate's own reads of
+//! entity models, which read by name, ask for rows without them (`Tx::rows_by_name`). Which key
+//! holds which column is worked out once per statement ([`Layout`]), not per row. Errors from the server keep their SQLSTATE, table and constraint
 //! ([`PipeDbError`], a sqlx `DatabaseError`), so `Error::from_db` maps them as it maps sqlx's.
 //!
 //! The pool is deadpool-postgres's, sized and timed as the sqlx pool it accompanies, with one
