@@ -173,6 +173,7 @@ pub async fn failure_rates(
         .order_by_desc(rate)
         .order_by_asc(fg_occurrence::Column::TestId)
         .into_model::<FailureRate>()
+        .read_by_name()
         .all()
         .await
 }
@@ -254,6 +255,7 @@ async fn ranked(
         .order_by_asc(fg_flake_score::Column::TestId)
         .limit(limit)
         .into_model::<Scored>()
+        .read_by_name()
         .all()
         .await?;
     if top.is_empty() {
@@ -271,6 +273,7 @@ async fn ranked(
         .expr_as(failures_where(Some(previous())), "previous_failures")
         .group_by(fg_occurrence::Column::TestId)
         .into_model::<Windows>()
+        .read_by_name()
         .all()
         .await?;
     Ok((top, windows))
@@ -307,6 +310,7 @@ pub async fn failure_clusters(
         .order_by_asc(fg_failure_cluster::Column::Id)
         .limit(limit)
         .into_model::<ClusterSummary>()
+        .read_by_name()
         .all()
         .await
 }
@@ -337,6 +341,7 @@ pub async fn expiring_quarantines(
         .order_by_asc(fg_quarantine_decision::Column::Until)
         .order_by_asc(fg_quarantine_decision::Column::Id)
         .into_model::<ExpiringQuarantine>()
+        .read_by_name()
         .all()
         .await
 }

@@ -322,14 +322,24 @@ where
         }
     }
 
+    /// Rows for a reader that reads every column by name (a `#[derive(FromQueryResult)]`
+    /// struct of the crate's own): on the pipelined driver they are decoded without position
+    /// keys, one copy of each value fewer. Not for a reader that may read by position (a
+    /// tuple, a caller's own `FromQueryResult`), which would find the columns in name order.
+    pub(crate) fn read_by_name(mut self) -> Self {
+        self.by_name = true;
+        self
+    }
+
     /// Runs the query; every row.
     pub async fn all(self) -> Result<Vec<S::Item>> {
-        let q = self.query;
+        let (q, by_name) = (self.query, self.by_name);
         let ctx = q.scope.ctx_for::<E>(Operation::Find);
         let stmt = q.scope.verified(&ctx, &q.select, q.refused.as_deref())?;
         q.scope
             .statement(&ctx, &[], &[], trace::len, |tx| {
                 Box::pin(async move {
+                    let tx = if by_name { tx.rows_by_name() } else { tx };
                     let rows = tx.query_all_raw(stmt).await?;
                     rows.into_iter().map(S::from_raw_query_result).collect()
                 })
