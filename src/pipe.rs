@@ -74,6 +74,20 @@ use crate::error::Operation;
 /// The pipelined pool that accompanies a sqlx pool; see the module's design notes.
 pub(crate) struct PipePool {
     pool: deadpool_postgres::Pool,
+    /// Whether the database runs Citus ([`Citus`]), found by every new connection.
+    citus: Arc<AtomicU8>,
+}
+
+/// What a pipelined pool knows of Citus in its database, kept in [`PipePool::citus`]: the
+/// tenant BEGIN goes as one simple query (`BEGIN ...; SET LOCAL ...`, one request and one
+/// answer) but on Citus, whose workers warn of "a transaction already in progress" for every
+/// transaction begun so, and where it is not known yet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Citus {
+    Unknown = 0,
+    No = 1,
+    Yes = 2,
 }
 
 impl std::fmt::Debug for PipePool {
@@ -193,6 +207,8 @@ impl PipePool {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let citus = Arc::new(AtomicU8::new(Citus::Unknown as u8));
+        let found = Arc::clone(&citus);
         let sqlx_options = pg.options();
         let timeout = Some(sqlx_options.get_acquire_timeout());
         let pool = deadpool_postgres::Pool::builder(manager)
@@ -201,6 +217,25 @@ impl PipePool {
             .wait_timeout(timeout)
             .create_timeout(timeout)
             .recycle_timeout(timeout)
+            .post_create(Hook::async_fn(move |client, _| {
+                let found = Arc::clone(&found);
+                Box::pin(async move {
+                    let row = client
+                        .query_one(
+                            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
+                            &[],
+                        )
+                        .await
+                        .map_err(HookError::Backend)?;
+                    let citus = if row.try_get(0).map_err(HookError::Backend)? {
+                        Citus::Yes
+                    } else {
+                        Citus::No
+                    };
+                    found.store(citus as u8, Ordering::Relaxed);
+                    Ok(())
+                })
+            }))
             .pre_recycle(Hook::async_fn(|client, metrics| {
                 Box::pin(async move {
                     if metrics.last_used() >= crate::PING_AFTER_IDLE {
@@ -211,7 +246,15 @@ impl PipePool {
             }))
             .build()
             .ok()?;
-        Some(PipePool { pool })
+        Some(PipePool { pool, citus })
+    }
+
+    /// The requests of the crate's own BEGIN SQL ([`crate::tx::tenant_begin_sql`]): one, but
+    /// where the database may run Citus (see [`Citus`]); there one per statement, split where
+    /// that SQL separates them, with `"; "` (it holds no such text inside one: a tenant id has
+    /// no `;`).
+    fn begin_requests(&self, sql: &str) -> Vec<String> {
+        begin_requests(self.citus.load(Ordering::Relaxed), sql)
     }
 
     /// A transaction on a pooled connection, opened by `begin` (sent with its first request).
@@ -220,7 +263,7 @@ impl PipePool {
         Ok(Conn {
             client: Some(client),
             pool: Arc::clone(self),
-            queued: statements(begin),
+            queued: self.begin_requests(begin),
             depth: 1,
             server_open: false,
             fresh: true,
@@ -535,7 +578,7 @@ impl Conn {
             return Err((self.failed(e, DbErr::Exec), Some(Operation::Commit)));
         }
         if ended && let Some(then) = end.and_then(|end| end.then) {
-            self.queued.extend(statements(&then));
+            self.queued.extend(self.pool.begin_requests(&then));
             self.depth = 1;
         }
         Ok(out)
@@ -675,18 +718,20 @@ fn identity(opts: &PgConnectOptions) -> String {
 
 /// Sends what is queued (nothing to send: done at once). The request leaves on the first poll.
 async fn send_queued(client: &Object, queued: &[String]) -> Result<(), tokio_postgres::Error> {
-    // One simple query each, polled together: they leave in one write, in order. (Citus's
-    // workers warn of "a transaction already in progress" for every transaction whose BEGIN and
-    // SET LOCAL come in one simple query.)
+    // One simple query each, polled together: they leave in one write, in order (the tenant
+    // BEGIN is one or two of them, see `PipePool::begin_requests`).
     future::try_join_all(queued.iter().map(|sql| client.batch_execute(sql)))
         .await
         .map(|_| ())
 }
 
-/// The statements of the crate's own BEGIN SQL ([`crate::tx::tenant_begin_sql`]), which
-/// separates them with `"; "` and holds no such text inside one (a tenant id has no `;`).
-fn statements(sql: &str) -> Vec<String> {
-    sql.split("; ").map(str::to_owned).collect()
+/// [`PipePool::begin_requests`], for what the pool knows of Citus (a [`Citus`] as `u8`).
+fn begin_requests(citus: u8, sql: &str) -> Vec<String> {
+    if citus == Citus::No as u8 {
+        vec![sql.to_owned()]
+    } else {
+        sql.split("; ").map(str::to_owned).collect()
+    }
 }
 
 fn savepoint_sql(verb: &str, level: u32) -> String {
@@ -1074,6 +1119,19 @@ mod tests {
         assert_eq!(keys, sorted);
         for name in [" ", "!", "0", "A", "_", "a", "é"] {
             assert!(position_key(99_999).as_str() < name, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn the_tenant_begin_is_one_request_only_where_citus_is_known_absent() {
+        let org = crate::OrgId::new("acme").expect("a valid id");
+        let sql = crate::tx::tenant_begin_sql(&org);
+        assert_eq!(begin_requests(Citus::No as u8, &sql), vec![sql.clone()]);
+        for citus in [Citus::Unknown, Citus::Yes] {
+            let requests = begin_requests(citus as u8, &sql);
+            assert_eq!(requests.len(), 2, "{requests:?}");
+            assert!(requests[0].starts_with("BEGIN"), "{requests:?}");
+            assert!(requests[1].contains("acme"), "{requests:?}");
         }
     }
 
