@@ -329,6 +329,15 @@ async fn global_tables_and_cross_tenant_skip_the_ping_too_and_global_reads_pipel
     }
 }
 
+/// A handle of one connection on `url` for each driver: pipelined, then sqlx.
+async fn both_drivers(url: &str) -> [flakeguard_db::Db; 2] {
+    let pipelined = flakeguard_db::Db::new(one_connection(url).await);
+    let sqlx = flakeguard_db::Db::new(one_connection(url).await).without_pipelining();
+    assert!(pipelined.is_pipelined());
+    assert!(!sqlx.is_pipelined());
+    [pipelined, sqlx]
+}
+
 /// The pipelined driver's sessions start with the settings sqlx's do (dates and times rendered
 /// and read alike), on top of the pool's own options.
 #[tokio::test]
@@ -352,14 +361,7 @@ async fn pipelined_sessions_start_with_the_settings_of_sqlx_sessions() {
     let settings = "SELECT current_setting('TimeZone') AS tz, current_setting('DateStyle') AS ds, \
                     current_setting('statement_timeout') AS st";
     let mut seen = Vec::new();
-    for pipelined in [true, false] {
-        let app = flakeguard_db::Db::new(one_connection(&url).await);
-        let app = if pipelined {
-            app
-        } else {
-            app.without_pipelining()
-        };
-        assert_eq!(app.is_pipelined(), pipelined);
+    for app in both_drivers(&url).await {
         let row = flakeguard_db::testing::query_pooled(&app, settings)
             .await
             .unwrap()
@@ -384,14 +386,7 @@ async fn rows_read_alike_by_position_and_by_name_on_both_drivers() {
     let sql = "SELECT 10 + g AS b, g AS a, 20 + g AS a, 'x' || g AS c \
                FROM generate_series(1, 3) g ORDER BY g";
     let mut seen = Vec::new();
-    for pipelined in [true, false] {
-        let app = flakeguard_db::Db::new(one_connection(&url).await);
-        let app = if pipelined {
-            app
-        } else {
-            app.without_pipelining()
-        };
-        assert_eq!(app.is_pipelined(), pipelined);
+    for app in both_drivers(&url).await {
         let rows = app
             .scope(OrgId::new("acme").unwrap())
             .query_raw(Statement::from_string(DbBackend::Postgres, sql))
