@@ -25,8 +25,9 @@
 //! (by position) both read what sqlx would give them (of two columns of one name, the name
 //! holds the last, as in sqlx). That costs a copy of every value, so the crate's own reads of
 //! entity models, which read by name, ask for rows without them (`Tx::rows_by_name`). Which key
-//! holds which column is worked out once per statement ([`Layout`]), not per row. Errors from the server keep their SQLSTATE, table and constraint
-//! ([`PipeDbError`], a sqlx `DatabaseError`), so `Error::from_db` maps them as it maps sqlx's.
+//! holds which column is worked out once per statement ([`Layout`]), not per row. Errors from
+//! the server keep their SQLSTATE, table and constraint ([`PipeDbError`], a sqlx
+//! `DatabaseError`), so `Error::from_db` maps them as it maps sqlx's.
 //!
 //! The pool is deadpool-postgres's, sized and timed as the sqlx pool it accompanies, with one
 //! pipelined pool per sqlx pool (shared by every handle made on it, and kept for a minute after
@@ -77,6 +78,11 @@ pub(crate) struct PipePool {
     /// Whether the database runs Citus ([`Citus`]), found by every new connection.
     citus: Arc<AtomicU8>,
 }
+
+/// Whether the database runs Citus (its extension is installed there): one boolean column,
+/// `citus`.
+pub(crate) const CITUS_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS citus";
 
 /// What a pipelined pool knows of Citus in its database, kept in [`PipePool::citus`]: the
 /// tenant BEGIN goes as one simple query (`BEGIN ...; SET LOCAL ...`, one request and one
@@ -221,10 +227,7 @@ impl PipePool {
                 let found = Arc::clone(&found);
                 Box::pin(async move {
                     let row = client
-                        .query_one(
-                            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
-                            &[],
-                        )
+                        .query_one(CITUS_SQL, &[])
                         .await
                         .map_err(HookError::Backend)?;
                     let citus = if row.try_get(0).map_err(HookError::Backend)? {
@@ -255,6 +258,15 @@ impl PipePool {
     /// no `;`).
     fn begin_requests(&self, sql: &str) -> Vec<String> {
         begin_requests(self.citus.load(Ordering::Relaxed), sql)
+    }
+
+    /// Whether the database runs Citus, once a connection of the pool has asked.
+    fn citus(&self) -> Option<bool> {
+        match self.citus.load(Ordering::Relaxed) {
+            v if v == Citus::No as u8 => Some(false),
+            v if v == Citus::Yes as u8 => Some(true),
+            _ => None,
+        }
     }
 
     /// A transaction on a pooled connection, opened by `begin` (sent with its first request).
@@ -364,6 +376,11 @@ impl Step {
 type Failed = (DbErr, Option<Operation>);
 
 impl Conn {
+    /// Whether the database runs Citus, where the pool knows it already.
+    pub(crate) fn citus(&self) -> Option<bool> {
+        self.pool.citus()
+    }
+
     fn client(&self) -> Result<&Object, DbErr> {
         self.client
             .as_ref()

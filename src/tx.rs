@@ -292,6 +292,16 @@ impl Tx {
         !self.by_name.swap(false, Ordering::AcqRel)
     }
 
+    /// Whether the database runs Citus, where the connection's pool knows it without asking
+    /// (a pipelined pool learns it with each new connection); `None` on sqlx, or while the
+    /// connection is busy (its next statement would be refused anyway).
+    pub(crate) fn known_citus(&self) -> Option<bool> {
+        match &self.inner {
+            Inner::Pipe { conn, .. } => conn.try_lock().ok()?.citus(),
+            Inner::Sqlx(_) => None,
+        }
+    }
+
     /// Commits (or releases the savepoint).
     pub(crate) async fn commit(self) -> Result<(), DbErr> {
         self.end(true).await

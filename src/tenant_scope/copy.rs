@@ -205,11 +205,14 @@ impl TenantScope {
 
 /// Whether the database runs Citus (the extension is installed in it).
 async fn on_citus(conn: &crate::tx::Tx) -> std::result::Result<bool, sea_orm::DbErr> {
+    if let Some(known) = conn.known_citus() {
+        return Ok(known);
+    }
     let row = conn
         .rows_by_name()
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS citus",
+            crate::pipe::CITUS_SQL,
         ))
         .await?;
     match row {

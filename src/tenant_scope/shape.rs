@@ -202,10 +202,8 @@ where
     /// long as it lives: the transaction's other statements (and a second stream) fail with
     /// [`Error::InvalidInput`] until it is drained or dropped.
     pub fn stream(self) -> BoxStream<'s, Result<E::Model>> {
-        let mut rows = self.into_model::<E::Model>();
         // The entity's own model reads its columns by name.
-        rows.by_name = true;
-        rows.stream()
+        self.into_model::<E::Model>().read_by_name().stream()
     }
 
     /// Keyset (cursor) pagination ordered by `cols` (SeaORM's `Select::cursor_by`): pages
@@ -349,7 +347,7 @@ where
 
     /// Runs the query; the first row, if any.
     pub async fn one(self) -> Result<Option<S::Item>> {
-        let q = self.query;
+        let (q, by_name) = (self.query, self.by_name);
         let ctx = q.scope.ctx_for::<E>(Operation::Find);
         let stmt = q
             .scope
@@ -357,6 +355,7 @@ where
         q.scope
             .statement(&ctx, &[], &[], trace::some, |tx| {
                 Box::pin(async move {
+                    let tx = if by_name { tx.rows_by_name() } else { tx };
                     tx.query_one_raw(stmt)
                         .await?
                         .map(S::from_raw_query_result)
