@@ -433,3 +433,33 @@ async fn scopes_made_one_per_operation_share_one_pipelined_pool() {
         "one connection for every operation: {pids:?}"
     );
 }
+
+/// Pools of two roles made one after another in one process, each dropped before the next,
+/// never share pipelined connections: every scope's pipelined transaction runs as its own
+/// pool's role, with its own tenant. (A later pool may land where a dropped one was; the
+/// registry then tells them apart by their connect options, which it holds.)
+#[tokio::test]
+async fn pools_of_two_roles_one_after_another_each_connect_as_their_own_role() {
+    let db = TestDatabase::new().await.unwrap();
+    let app_url = db.app_url().await.unwrap();
+    let who = "SELECT current_user::text AS u, \
+               current_setting('app.current_tenant_id', true) AS t";
+    for round in 0..10 {
+        let (url, role) = if round % 2 == 0 {
+            (db.url().to_owned(), "postgres")
+        } else {
+            (app_url.clone(), APP_ROLE)
+        };
+        let app = flakeguard_db::Db::new(one_connection(&url).await);
+        assert!(app.is_pipelined());
+        let rows = app
+            .scope(OrgId::new(format!("org-{round}")).unwrap())
+            .query_raw(Statement::from_string(DbBackend::Postgres, who))
+            .await
+            .unwrap();
+        let get = |c: &str| rows[0].try_get::<String>("", c).unwrap();
+        assert_eq!(get("u"), role, "round {round}");
+        assert_eq!(get("t"), format!("org-{round}"), "round {round}");
+        drop(app);
+    }
+}
